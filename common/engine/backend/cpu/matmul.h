@@ -1,0 +1,42 @@
+// Linear layers and row lookups over weights of any supported GgmlType.
+// Stateless apart from per-thread scratch; safe to call from any thread.
+//
+// Batch invariance (DESIGN.md "Engine"): every output element is reduced in a
+// fixed order that depends only on its own row of x and of w — never on n, on
+// the other rows of x, or on how threads split the outputs — so a token's
+// result is bit-identical alone, in a verify block, or in a large batch.
+#pragma once
+
+#include <cstdint>
+
+#include "common/engine/backend/cpu/cpu_isa.h"
+#include "common/engine/tensor/tensor.h"
+
+namespace dspark::engine::cpu {
+
+class ThreadPool;
+
+enum class ActivationMode {
+  // f32 activations against de-quantized weights: the exact mode, used to
+  // compare with float references.
+  kExact,
+  // Activations quantized per row to int8 blocks (Q8_0 for 32-blocks, Q8_K
+  // for 256-blocks) and integer dot products, as llama.cpp does: the fast mode.
+  kInt8,
+};
+
+// y[n, out] = x[n, in] * w^T, where w is {out, in}. `pool` may be null
+// (single-threaded). F32/F16/BF16 weights always use f32 activations.
+void MatMul(const TensorView& w, const float* x, int64_t n, float* y, ActivationMode mode,
+            ThreadPool* pool);
+
+// The same with an explicit instruction set (tests and benchmarks; `isa`
+// must be IsaSupported). Results are bit-identical for one ISA; different
+// ISAs may round differently.
+void MatMul(const TensorView& w, const float* x, int64_t n, float* y, ActivationMode mode,
+            ThreadPool* pool, Isa isa);
+
+// out[cols] = row `row` of w, de-quantized (embedding lookups).
+void DequantizeRow(const TensorView& w, int64_t row, float* out);
+
+}  // namespace dspark::engine::cpu

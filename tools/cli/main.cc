@@ -1,0 +1,33 @@
+// dspark: the command-line front end (pull, generate, logits, bench).
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tools/cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: dspark COMMAND [flags]\n"
+    "  pull [NAME...]        fetch catalogue models into the model cache (default: the default model)\n"
+    "  generate --model M    generate text (--prompt TEXT | --chat TEXT | --prompt-ids 1,2,3)\n"
+    "  logits --model M      teacher-forced top-K logits per position (--prompt-ids, --top K)\n"
+    "  bench engine          engine speed table (dspark and llama.cpp side by side)\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "pull") return dspark::cli::PullCommand(args);
+  if (command == "generate") return dspark::cli::GenerateCommand(args);
+  if (command == "logits") return dspark::cli::LogitsCommand(args);
+  if (command == "bench") return dspark::cli::BenchCommand(args);
+  std::fprintf(stderr, "dspark: unknown command '%s'\n%s", command.c_str(), kUsage);
+  return 2;
+}
