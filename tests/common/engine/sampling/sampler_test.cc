@@ -20,8 +20,8 @@ TEST(SamplerTest, FiltersKeepWhatTheyShould) {
   ASSERT_EQ(all.size(), 4u);
   EXPECT_NEAR(all[0].second, 0.5, 1e-6);
   EXPECT_EQ(FilteredDistribution(logits.data(), 4, {.temperature = 1.0f, .top_k = 2}).size(), 2u);
-  // top_p 0.8 needs {0.5, 0.3}.
-  auto tp = FilteredDistribution(logits.data(), 4, {.temperature = 1.0f, .top_p = 0.8f});
+  // top_p 0.75 needs {0.5, 0.3}.
+  auto tp = FilteredDistribution(logits.data(), 4, {.temperature = 1.0f, .top_p = 0.75f});
   ASSERT_EQ(tp.size(), 2u);
   EXPECT_NEAR(tp[0].second, 0.5 / 0.8, 1e-6);
   // min_p 0.2 drops tokens under 0.1.
