@@ -8,6 +8,8 @@ shift || true
 launcher=()
 if command -v ccache >/dev/null; then
   export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/dspark/ccache}"
+  # Fresh clones (CI) sit at new paths: hash relative paths so they hit.
+  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 if [ ! -f "$dir/build.ninja" ]; then

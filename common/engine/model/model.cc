@@ -128,6 +128,15 @@ int64_t Model::WeightBytesPerToken() const {
 }
 
 absl::Status Model::Validate(const ForwardBatch& batch, const KvCache& cache) const {
+  if (batch.seqs.empty()) return absl::InvalidArgumentError("empty batch");
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (batch.seqs[i].seq == batch.seqs[j].seq) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sequence ", batch.seqs[i].seq, " appears twice in the batch"));
+      }
+    }
+  }
   for (const SequenceInput& s : batch.seqs) {
     if (!cache.HasSequence(s.seq)) return absl::InvalidArgumentError(absl::StrCat("unknown sequence ", s.seq));
     if (s.tokens.empty()) return absl::InvalidArgumentError("a sequence in the batch has no tokens");

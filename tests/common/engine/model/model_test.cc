@@ -69,6 +69,10 @@ TEST_F(ModelTest, BadInputIsAnErrorAndChangesNothing) {
   expect_rejected(b, absl::StatusCode::kInvalidArgument);
   b.seqs = {{.seq = good, .tokens = {}}};
   expect_rejected(b, absl::StatusCode::kInvalidArgument);
+  b.seqs = {{.seq = good, .tokens = {4}}, {.seq = good, .tokens = {5}}};  // twice
+  expect_rejected(b, absl::StatusCode::kInvalidArgument);
+  b.seqs = {};
+  expect_rejected(b, absl::StatusCode::kInvalidArgument);
   // 64 tokens of KV: a 40-token sequence beside `good` runs out of blocks.
   b.seqs = {{.seq = other, .tokens = std::vector<int32_t>(40, 7)},
             {.seq = good, .tokens = std::vector<int32_t>(30, 7)}};
