@@ -2,8 +2,15 @@
 // the process exit code; errors are printed to stderr.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace dspark::tokenizer {
+class Tokenizer;
+}  // namespace dspark::tokenizer
 
 namespace dspark::cli {
 
@@ -11,5 +18,14 @@ int PullCommand(const std::vector<std::string>& args);
 int GenerateCommand(const std::vector<std::string>& args);
 int LogitsCommand(const std::vector<std::string>& args);
 int BenchCommand(const std::vector<std::string>& args);
+int TokenizeCommand(const std::vector<std::string>& args);
+// `dspark bench tokenizer ...` (args after "tokenizer").
+int BenchTokenizerCommand(const std::vector<std::string>& args);
+
+// The tokenizer of a --model argument: a directory holding tokenizer.json or
+// tokenizer.model (no weights needed), else whatever ResolveModelPath finds
+// (a catalogue name, a GGUF file or a Hugging Face model directory).
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizerForModel(
+    const std::string& model_arg);
 
 }  // namespace dspark::cli

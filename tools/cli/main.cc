@@ -1,4 +1,4 @@
-// dspark: the command-line front end (pull, generate, logits, bench).
+// dspark: the command-line front end (pull, generate, logits, bench, tokenize).
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -13,7 +13,10 @@ constexpr char kUsage[] =
     "  pull [NAME...]        fetch catalogue models into the model cache (default: the default model)\n"
     "  generate --model M    generate text (--prompt TEXT | --chat TEXT | --prompt-ids 1,2,3)\n"
     "  logits --model M      teacher-forced top-K logits per position (--prompt-ids, --top K)\n"
-    "  bench engine          engine speed table (dspark and llama.cpp side by side)\n";
+    "  bench engine          engine speed table (dspark and llama.cpp side by side)\n"
+    "  bench tokenizer       tokenizer encode MB/s (dspark and HF tokenizers side by side)\n"
+    "  tokenize --model M    JSON lines on stdin: text -> ids (--decode: ids -> text,\n"
+    "                        --chat: messages -> prompt)\n";
 
 }  // namespace
 
@@ -28,6 +31,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return dspark::cli::GenerateCommand(args);
   if (command == "logits") return dspark::cli::LogitsCommand(args);
   if (command == "bench") return dspark::cli::BenchCommand(args);
+  if (command == "tokenize") return dspark::cli::TokenizeCommand(args);
   std::fprintf(stderr, "dspark: unknown command '%s'\n%s", command.c_str(), kUsage);
   return 2;
 }
