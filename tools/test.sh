@@ -13,7 +13,7 @@ bash tools/build.sh build
 echo "== pull the catalogue models"
 build/bin/dspark pull smollm2-135m-instruct qwen2.5-coder-0.5b-instruct gemma-3-270m
 
-echo "== unit tests under ASan + UBSan (real-model tests excluded: label 'model')"
+echo "== unit tests under ASan + UBSan (tests on the real models excluded: label "model")"
 DSPARK_CMAKE_ARGS="-DDSPARK_SANITIZE=address,undefined" bash tools/build.sh build-asan
 (cd build-asan && ctest -L unit -LE model --output-on-failure -j2 --timeout 900)
 
