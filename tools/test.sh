@@ -18,7 +18,7 @@ DSPARK_CMAKE_ARGS="-DDSPARK_SANITIZE=address,undefined" bash tools/build.sh buil
 (cd build-asan && ctest -L unit -LE model --output-on-failure -j2 --timeout 900)
 
 echo "== fuzzers (clang, libFuzzer): a short run of each"
-CC=clang CXX=clang++ DSPARK_CMAKE_ARGS="-DDSPARK_BUILD_FUZZERS=ON" bash tools/build.sh build-fuzz
+CC=clang CXX=clang++ DSPARK_CMAKE_ARGS="-DDSPARK_BUILD_FUZZERS=ON" bash tools/build.sh build-fuzz fuzzers
 (cd build-fuzz && ctest -L fuzz --output-on-failure --timeout 600)
 
 echo "== full suite"
