@@ -1,5 +1,7 @@
 #include "tools/cli/args.h"
 
+#include <cstdio>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -59,6 +61,12 @@ absl::StatusOr<double> Args::GetDouble(const std::string& name, double def) cons
     return absl::InvalidArgumentError(absl::StrCat("--", name, ": not a number: ", Get(name)));
   }
   return v;
+}
+
+int ExitCode(const char* name, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "dspark %s: %s\n", name, status.ToString().c_str());
+  return 1;
 }
 
 absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {

@@ -29,6 +29,9 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+// A subcommand's exit code: 0, or 1 after printing "dspark NAME: error".
+int ExitCode(const char* name, const absl::Status& status);
+
 // "1,2,3" -> {1, 2, 3}; InvalidArgument on anything else.
 absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text);
 

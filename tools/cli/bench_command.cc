@@ -221,12 +221,7 @@ int BenchCommand(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "tokenizer") {
     return BenchTokenizerCommand(std::vector<std::string>(args.begin() + 1, args.end()));
   }
-  absl::Status st = Run(args);
-  if (!st.ok()) {
-    std::fprintf(stderr, "dspark bench: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return ExitCode("bench", Run(args));
 }
 
 }  // namespace dspark::cli

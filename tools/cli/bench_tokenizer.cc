@@ -217,12 +217,7 @@ absl::Status Run(const std::vector<std::string>& argv) {
 }  // namespace
 
 int BenchTokenizerCommand(const std::vector<std::string>& args) {
-  absl::Status st = Run(args);
-  if (!st.ok()) {
-    std::fprintf(stderr, "dspark bench tokenizer: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return ExitCode("bench tokenizer", Run(args));
 }
 
 }  // namespace dspark::cli

@@ -116,12 +116,7 @@ absl::Status Run(const std::vector<std::string>& argv) {
 }  // namespace
 
 int GenerateCommand(const std::vector<std::string>& args) {
-  absl::Status st = Run(args);
-  if (!st.ok()) {
-    std::fprintf(stderr, "dspark generate: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return ExitCode("generate", Run(args));
 }
 
 }  // namespace dspark::cli

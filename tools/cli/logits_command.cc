@@ -50,12 +50,7 @@ absl::Status Run(const std::vector<std::string>& argv) {
 }  // namespace
 
 int LogitsCommand(const std::vector<std::string>& args) {
-  absl::Status st = Run(args);
-  if (!st.ok()) {
-    std::fprintf(stderr, "dspark logits: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return ExitCode("logits", Run(args));
 }
 
 }  // namespace dspark::cli

@@ -27,12 +27,7 @@ absl::Status Run(const std::vector<std::string>& argv) {
 }  // namespace
 
 int PullCommand(const std::vector<std::string>& args) {
-  absl::Status st = Run(args);
-  if (!st.ok()) {
-    std::fprintf(stderr, "dspark pull: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return ExitCode("pull", Run(args));
 }
 
 }  // namespace dspark::cli

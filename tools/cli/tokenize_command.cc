@@ -133,11 +133,7 @@ int TokenizeCommand(const std::vector<std::string>& args) {
   std::ios::sync_with_stdio(false);
   absl::Status st = Run(args);
   std::fflush(stdout);
-  if (!st.ok()) {
-    std::fprintf(stderr, "dspark tokenize: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  return ExitCode("tokenize", st);
 }
 
 }  // namespace dspark::cli
