@@ -24,6 +24,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/python_tool.h"
 
 namespace dspark::cli {
 namespace {
@@ -125,22 +126,12 @@ absl::StatusOr<EngineNumbers> MeasureDspark(engine::Model& model, int prompt_tok
 
 absl::StatusOr<EngineNumbers> MeasureLlamaCpp(const std::string& path, int threads,
                                               int prompt_tokens, int decode_tokens, int reps) {
-  const std::string root = DSPARK_SOURCE_DIR;
-  const std::string cmd = absl::StrCat(
-      root, "/.venv/bin/python ", root, "/tools/bench/llamacpp_engine.py --model '", path,
-      "' --threads ", threads, " --prompt-tokens ", prompt_tokens, " --decode-tokens ",
-      decode_tokens, " --reps ", reps, " --ks ", absl::StrJoin(kKs, ","));
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return absl::InternalError("cannot run " + cmd);
-  std::string text;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) text.append(buf, n);
-  if (::pclose(p) != 0) {
-    return absl::UnavailableError(absl::StrCat("llama.cpp bench failed (is `tools/setup.sh test` done?): ", cmd));
-  }
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded()) return absl::InternalError("llama.cpp bench printed no JSON: " + text);
+  DSPARK_ASSIGN_OR_RETURN(
+      nlohmann::json j,
+      RunPythonTool(absl::StrCat("tools/bench/llamacpp_engine.py --model '", path, "' --threads ",
+                                 threads, " --prompt-tokens ", prompt_tokens, " --decode-tokens ",
+                                 decode_tokens, " --reps ", reps, " --ks ",
+                                 absl::StrJoin(kKs, ","))));
   EngineNumbers r;
   r.prefill_tps = j["prefill_tps"];
   r.decode_tps = j["decode_tps"];

@@ -31,6 +31,7 @@
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "tools/cli/args.h"
+#include "tools/cli/python_tool.h"
 #include "tools/cli/commands.h"
 
 namespace dspark::cli {
@@ -93,21 +94,12 @@ absl::StatusOr<DsparkSpeed> MeasureDspark(const tokenizer::Tokenizer& tok,
 // Runs the Python reference on `text_path`; `flag` is "--tokenizer F" or "--gguf F".
 absl::StatusOr<double> MeasureReference(const std::string& flag, const std::string& text_path,
                                         int reps) {
-  const std::string root = DSPARK_SOURCE_DIR;
-  const std::string cmd = absl::StrCat(
-      "RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false ", root, "/.venv/bin/python ", root,
-      "/tools/bench/hf_tokenizers_encode.py ", flag, " --text '", text_path, "' --reps ", reps);
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return absl::InternalError("cannot run " + cmd);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  if (::pclose(p) != 0) return absl::UnavailableError("reference bench failed: " + cmd);
-  auto j = nlohmann::json::parse(out, nullptr, false);
-  if (j.is_discarded() || !j.contains("mb_s")) {
-    return absl::InternalError("reference bench printed no JSON: " + out);
-  }
+  DSPARK_ASSIGN_OR_RETURN(
+      nlohmann::json j,
+      RunPythonTool(absl::StrCat("tools/bench/hf_tokenizers_encode.py ", flag, " --text '",
+                                 text_path, "' --reps ", reps),
+                    "RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false"));
+  if (!j.contains("mb_s")) return absl::InternalError("reference bench printed no mb_s");
   return j["mb_s"].get<double>();
 }
 
