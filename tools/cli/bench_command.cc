@@ -156,7 +156,7 @@ absl::Status Run(const std::vector<std::string>& argv) {
       Args args, Args::Parse(argv, {"models", "threads-list", "prompt-tokens", "decode-tokens", "reps"},
                              {"no-llamacpp"}));
   if (args.positional().size() != 1 || args.positional()[0] != "engine") {
-    return absl::InvalidArgumentError("usage: dspark bench engine|tokenizer [flags]");
+    return absl::InvalidArgumentError("usage: dspark bench engine|tokenizer|spec [flags]");
   }
   const std::string models_arg =
       args.Get("models", "smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct,gemma-3-270m");
@@ -211,6 +211,9 @@ absl::Status Run(const std::vector<std::string>& argv) {
 int BenchCommand(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "tokenizer") {
     return BenchTokenizerCommand(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
+  if (!args.empty() && args[0] == "spec") {
+    return BenchSpecCommand(std::vector<std::string>(args.begin() + 1, args.end()));
   }
   return ExitCode("bench", Run(args));
 }

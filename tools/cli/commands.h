@@ -19,8 +19,11 @@ int GenerateCommand(const std::vector<std::string>& args);
 int LogitsCommand(const std::vector<std::string>& args);
 int BenchCommand(const std::vector<std::string>& args);
 int TokenizeCommand(const std::vector<std::string>& args);
+int DistillCommand(const std::vector<std::string>& args);
 // `dspark bench tokenizer ...` (args after "tokenizer").
 int BenchTokenizerCommand(const std::vector<std::string>& args);
+// `dspark bench spec ...` (args after "spec").
+int BenchSpecCommand(const std::vector<std::string>& args);
 
 // The tokenizer of a --model argument: a directory holding tokenizer.json or
 // tokenizer.model (no weights needed), else whatever ResolveModelPath finds

@@ -1,13 +1,18 @@
 // dspark generate --model M [--prompt TEXT | --chat TEXT | --prompt-ids 1,2,3]
 //   [--system TEXT] --max-tokens N --temperature T --top-k K --top-p P
-//   --min-p P --seed S [--print-ids] [--exact] [--threads N]
-// Streams the text (or, with --print-ids, the generated ids on one line) to
-// stdout and a speed summary to stderr.
+//   --min-p P --seed S [--stop TEXT] [--print-ids] [--exact] [--threads N]
+//   [--drafter auto|dspark|draft-model|ngram|none] [--scheduler confidence|fixed|off]
+//   [--verify-len K] [--max-block N] [--min-confidence C] (see spec_setup.h)
+// Runs the speculative engine (lossless: the output is the target's own) and
+// streams the text (or, with --print-ids, the generated ids on one line) to
+// stdout, with a speed and acceptance summary on stderr.
+#include <chrono>
 #include <cstdio>
+#include <set>
 #include <string>
 
+#include "absl/strings/str_format.h"
 #include "common/base/status_macros.h"
-#include "common/engine/model/generate.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/incremental_detokenizer.h"
 #include "common/tokenizer/tokenizer.h"
@@ -15,12 +20,15 @@
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/model_loading.h"
+#include "tools/cli/spec_setup.h"
+#include "verify_worker/spec_engine/spec_engine.h"
 
 namespace dspark::cli {
 namespace {
 
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const engine::Model& model) {
-  if (model.file().format() == "hf") return tokenizer::Tokenizer::FromHfDirectory(model.file().path());
+  if (model.file().format() == "hf")
+    return tokenizer::Tokenizer::FromHfDirectory(model.file().path());
   return tokenizer::Tokenizer::FromGgufMetadata(model.file());
 }
 
@@ -30,7 +38,8 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const Args& args, const tokenizer
     return absl::InvalidArgumentError("give exactly one of --prompt, --chat, --prompt-ids");
   }
   if (args.Has("prompt-ids")) return ParseIdList(args.Get("prompt-ids"));
-  if (args.Has("prompt")) return tok->Encode(args.Get("prompt"), /*add_special=*/true, /*parse_special=*/true);
+  if (args.Has("prompt"))
+    return tok->Encode(args.Get("prompt"), /*add_special=*/true, /*parse_special=*/true);
   nlohmann::json messages = nlohmann::json::array();
   if (args.Has("system")) messages.push_back({{"role", "system"}, {"content", args.Get("system")}});
   messages.push_back({{"role", "user"}, {"content", args.Get("chat")}});
@@ -46,69 +55,114 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const Args& args, const tokenizer
   return tok->Encode(rendered, /*add_special=*/false, /*parse_special=*/true);
 }
 
+// "acceptance by position: 0.81 0.66 ..." for the verified positions.
+std::string AcceptanceLine(const spec::SpecCounters& c) {
+  std::string line;
+  for (int i = 0; i < spec::SpecCounters::kMaxPositions && c.verified_at[i] > 0; ++i) {
+    absl::StrAppendFormat(&line, " %.2f", static_cast<double>(c.accepted_at[i]) / c.verified_at[i]);
+  }
+  return line.empty() ? " -" : line;
+}
+
 absl::Status Run(const std::vector<std::string>& argv) {
-  DSPARK_ASSIGN_OR_RETURN(
-      Args args, Args::Parse(argv,
-                             {"model", "threads", "prompt", "chat", "system", "prompt-ids",
-                              "max-tokens", "temperature", "top-k", "top-p", "min-p", "seed"},
-                             {"print-ids", "exact", "quiet"}));
-  engine::GenerateOptions options;
+  std::set<std::string> value_flags = {
+      "model", "threads", "prompt", "chat", "system", "prompt-ids", "max-tokens",    "temperature",
+      "top-k", "top-p",   "min-p",  "seed", "stop",   "max-block",  "min-confidence"};
+  value_flags.insert(kSpecValueFlags.begin(), kSpecValueFlags.end());
+  DSPARK_ASSIGN_OR_RETURN(Args args,
+                          Args::Parse(argv, value_flags, {"print-ids", "exact", "quiet"}));
+  spec::SpecRequest request;
   DSPARK_ASSIGN_OR_RETURN(int64_t max_tokens, args.GetInt("max-tokens", 128));
   DSPARK_ASSIGN_OR_RETURN(double temperature, args.GetDouble("temperature", 0.0));
   DSPARK_ASSIGN_OR_RETURN(int64_t top_k, args.GetInt("top-k", 0));
   DSPARK_ASSIGN_OR_RETURN(double top_p, args.GetDouble("top-p", 1.0));
   DSPARK_ASSIGN_OR_RETURN(double min_p, args.GetDouble("min-p", 0.0));
   DSPARK_ASSIGN_OR_RETURN(int64_t seed, args.GetInt("seed", 0));
-  options.max_tokens = static_cast<int>(max_tokens);
-  options.sampling = {.temperature = static_cast<float>(temperature),
+  DSPARK_ASSIGN_OR_RETURN(int64_t max_block, args.GetInt("max-block", 0));
+  DSPARK_ASSIGN_OR_RETURN(double min_confidence, args.GetDouble("min-confidence", 0.0));
+  DSPARK_ASSIGN_OR_RETURN(int64_t verify_len, args.GetInt("verify-len", 7));
+  request.max_tokens = static_cast<int>(max_tokens);
+  request.sampling = {.temperature = static_cast<float>(temperature),
                       .top_k = static_cast<int>(top_k),
                       .top_p = static_cast<float>(top_p),
                       .min_p = static_cast<float>(min_p),
                       .seed = static_cast<uint64_t>(seed)};
-  DSPARK_RETURN_IF_ERROR(engine::ValidateSamplingParams(options.sampling));
+  request.speculation = {.max_block = static_cast<int>(max_block),
+                         .min_confidence = static_cast<float>(min_confidence)};
+  if (args.Has("stop")) request.stop_strings = {args.Get("stop")};
+  DSPARK_RETURN_IF_ERROR(engine::ValidateSamplingParams(request.sampling));
 
   DSPARK_ASSIGN_OR_RETURN(auto model, LoadModelFromArgs(args));
   std::unique_ptr<tokenizer::Tokenizer> tok;
-  if (!args.Has("prompt-ids") || !args.Has("print-ids")) {
+  const bool print_ids = args.Has("print-ids");
+  if (!args.Has("prompt-ids") || !print_ids || args.Has("stop")) {
     DSPARK_ASSIGN_OR_RETURN(tok, LoadTokenizer(*model));
   }
-  DSPARK_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, PromptIds(args, tok.get()));
+  DSPARK_ASSIGN_OR_RETURN(request.prompt, PromptIds(args, tok.get()));
   // With raw ids the caller controls everything, stop tokens included.
-  if (tok != nullptr && !args.Has("prompt-ids")) options.stop_ids = tok->eos_ids();
+  if (tok != nullptr && !args.Has("prompt-ids")) request.stop_ids = tok->eos_ids();
+
+  std::string drafter_kind;
+  DSPARK_ASSIGN_OR_RETURN(auto drafter, MakeDrafterFromArgs(args, args.Get("drafter", "auto"),
+                                                            model.get(), &drafter_kind));
+  const std::string scheduler_kind = drafter ? args.Get("scheduler", "confidence") : "off";
+  scheduler::CostTable table;
+  if (scheduler_kind == "confidence") {
+    DSPARK_ASSIGN_OR_RETURN(table, CostTableFromArgs(args, model.get()));
+  }
+  DSPARK_ASSIGN_OR_RETURN(
+      auto scheduler, MakeSchedulerFromArgs(scheduler_kind, static_cast<int>(verify_len), table));
 
   auto cache = model->NewKvCache(
-      {.max_tokens = static_cast<int64_t>(prompt.size()) + options.max_tokens + 16});
-  const bool print_ids = args.Has("print-ids");
-  std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
-  if (!print_ids) detok = std::make_unique<tokenizer::IncrementalDetokenizer>(*tok);
-  auto on_token = [&detok](int32_t id) {
-    if (detok != nullptr) {
-      auto delta = detok->Append(id);
-      if (delta.ok()) {
-        std::fputs(delta->c_str(), stdout);
+      {.max_tokens = static_cast<int64_t>(request.prompt.size()) + request.max_tokens + 64});
+  spec::SpecEngine engine(
+      model.get(), cache.get(), drafter.get(), scheduler.get(), print_ids ? nullptr : tok.get(),
+      {.prefix_cache_entries = 0,
+       .max_draft_tokens = scheduler_kind == "fixed" ? static_cast<int>(verify_len) : 0});
+  const size_t prompt_tokens = request.prompt.size();
+  DSPARK_ASSIGN_OR_RETURN(spec::RequestId id, engine.Add(std::move(request)));
+  (void)id;
+  std::vector<int32_t> generated;
+  spec::SpecCounters counters;
+  double first_token_at = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto since = [&t0] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  while (engine.HasWork()) {
+    std::vector<spec::SpecEvent> events;
+    DSPARK_RETURN_IF_ERROR(engine.Step(&events));
+    for (const spec::SpecEvent& e : events) {
+      if (generated.empty() && !e.tokens.empty()) first_token_at = since();
+      generated.insert(generated.end(), e.tokens.begin(), e.tokens.end());
+      if (!print_ids) {
+        std::fputs(e.text.c_str(), stdout);
         std::fflush(stdout);
       }
+      if (e.finish == spec::FinishReason::kError) return e.error;
+      if (e.finish != spec::FinishReason::kNone) counters = e.counters;
     }
-    return true;
-  };
-  DSPARK_ASSIGN_OR_RETURN(engine::GenerateResult result,
-                          engine::Generate(*model, *cache, prompt, options, on_token));
+  }
+  const double total = since();
   if (print_ids) {
-    for (size_t i = 0; i < result.tokens.size(); ++i) {
-      std::printf("%s%d", i ? " " : "", result.tokens[i]);
-    }
-  } else {
-    std::fputs(detok->Finish().c_str(), stdout);
+    for (size_t i = 0; i < generated.size(); ++i) std::printf("%s%d", i ? " " : "", generated[i]);
   }
   std::printf("\n");
   if (!args.Has("quiet")) {
-    const double n = static_cast<double>(result.tokens.size());
+    const double n = static_cast<double>(generated.size());
+    const double steps = std::max<double>(1, counters.decode_steps);
     std::fprintf(stderr,
                  "[dspark] prompt %zu tokens, prefill %.1f tokens/s; generated %zu tokens, "
-                 "decode %.1f tokens/s\n",
-                 prompt.size(), prompt.size() / std::max(result.prefill_seconds, 1e-9),
-                 result.tokens.size(),
-                 n > 1 ? (n - 1) / std::max(result.decode_seconds, 1e-9) : 0.0);
+                 "decode %.1f tokens/s\n"
+                 "[dspark] drafter %s, scheduler %s: %.2f tokens per step (tau), "
+                 "verified %lld of %lld drafted, accepted %lld; acceptance by position:%s\n",
+                 prompt_tokens, prompt_tokens / std::max(first_token_at, 1e-9), generated.size(),
+                 n > 1 ? (n - 1) / std::max(total - first_token_at, 1e-9) : 0.0,
+                 drafter ? drafter_kind.c_str() : "none", scheduler_kind.c_str(), (n - 1) / steps,
+                 static_cast<long long>(counters.verified_tokens),
+                 static_cast<long long>(counters.drafted_tokens),
+                 static_cast<long long>(counters.accepted_tokens),
+                 AcceptanceLine(counters).c_str());
   }
   return absl::OkStatus();
 }

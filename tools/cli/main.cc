@@ -15,8 +15,12 @@ constexpr char kUsage[] =
     "  logits --model M      teacher-forced top-K logits per position (--prompt-ids, --top K)\n"
     "  bench engine          engine speed table (dspark and llama.cpp side by side)\n"
     "  bench tokenizer       tokenizer encode MB/s (dspark and HF tokenizers side by side)\n"
+    "  bench spec            speculative decoding: target-only vs drafters x verify lengths\n"
+    "                        vs the step scheduler, per concurrency level\n"
     "  tokenize --model M    JSON lines on stdin: text -> ids (--decode: ids -> text,\n"
-    "                        --chat: messages -> prompt)\n";
+    "                        --chat: messages -> prompt)\n"
+    "  distill --model M     self-distillation data for drafter training (--prompts FILE\n"
+    "                        --out DIR --layers a,b,c; tools/dspark_drafter/DATA.md)\n";
 
 }  // namespace
 
@@ -32,6 +36,7 @@ int main(int argc, char** argv) {
   if (command == "logits") return dspark::cli::LogitsCommand(args);
   if (command == "bench") return dspark::cli::BenchCommand(args);
   if (command == "tokenize") return dspark::cli::TokenizeCommand(args);
+  if (command == "distill") return dspark::cli::DistillCommand(args);
   std::fprintf(stderr, "dspark: unknown command '%s'\n%s", command.c_str(), kUsage);
   return 2;
 }

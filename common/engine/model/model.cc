@@ -31,7 +31,8 @@ namespace {
 absl::StatusOr<const TensorView*> Find(const ModelFile& file, const std::string& name,
                                        std::vector<int64_t> shape) {
   const TensorView* t = file.FindTensor(name);
-  if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat(file.path(), ": missing tensor ", name));
+  if (t == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(file.path(), ": missing tensor ", name));
   if (t->shape != shape) {
     std::string want, got;
     for (int64_t d : shape) absl::StrAppend(&want, want.empty() ? "" : ",", d);
@@ -71,6 +72,11 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
 absl::StatusOr<std::unique_ptr<Model>> Model::FromFile(std::unique_ptr<ModelFile> file,
                                                        const ModelOptions& options) {
   DSPARK_ASSIGN_OR_RETURN(ModelConfig config, ReadModelConfig(*file));
+  if (options.max_layers < 0) return absl::InvalidArgumentError("max_layers must be >= 0");
+  if (options.max_layers > 0 && options.max_layers < config.num_layers) {
+    config.num_layers = options.max_layers;
+    config.layer_is_sliding.resize(config.num_layers);
+  }
   std::unique_ptr<Model> model(new Model(std::move(file), std::move(config), options));
   DSPARK_RETURN_IF_ERROR(model->BindWeights());
   return model;
@@ -107,7 +113,8 @@ absl::Status Model::BindWeights() {
     DSPARK_ASSIGN_OR_RETURN(l.up, Find(f, p + "ffn_up.weight", {c.ffn_dim, c.dim}));
     DSPARK_ASSIGN_OR_RETURN(l.down, Find(f, p + "ffn_down.weight", {c.dim, c.ffn_dim}));
     if (c.sandwich_norms) {
-      DSPARK_ASSIGN_OR_RETURN(l.post_attn_norm, Vec(f, p + "post_attention_norm.weight", c.dim, false));
+      DSPARK_ASSIGN_OR_RETURN(l.post_attn_norm,
+                              Vec(f, p + "post_attention_norm.weight", c.dim, false));
       DSPARK_ASSIGN_OR_RETURN(l.post_ffn_norm, Vec(f, p + "post_ffw_norm.weight", c.dim, false));
     }
   }
@@ -127,6 +134,27 @@ int64_t Model::WeightBytesPerToken() const {
   return bytes;
 }
 
+void Model::Embed(absl::Span<const int32_t> ids, float* out) const {
+  const int64_t dim = config_.dim;
+  for (size_t t = 0; t < ids.size(); ++t) {
+    cpu::DequantizeRow(*token_embd_, ids[t], &out[t * dim]);
+    if (config_.embed_scale != 1.0f) {
+      for (int64_t i = 0; i < dim; ++i) out[t * dim + i] *= config_.embed_scale;
+    }
+  }
+}
+
+void Model::LmHead(const float* hidden, int64_t rows, float* logits) const {
+  if (rows == 0) return;
+  cpu::MatMul(*output_, hidden, rows, logits, options_.mode, pool_.get());
+  if (config_.final_softcap > 0) {
+    const float cap = config_.final_softcap;
+    for (int64_t i = 0; i < rows * config_.vocab_size; ++i) {
+      logits[i] = std::tanh(logits[i] / cap) * cap;
+    }
+  }
+}
+
 absl::Status Model::Validate(const ForwardBatch& batch, const KvCache& cache) const {
   if (batch.seqs.empty()) return absl::InvalidArgumentError("empty batch");
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
@@ -138,8 +166,10 @@ absl::Status Model::Validate(const ForwardBatch& batch, const KvCache& cache) co
     }
   }
   for (const SequenceInput& s : batch.seqs) {
-    if (!cache.HasSequence(s.seq)) return absl::InvalidArgumentError(absl::StrCat("unknown sequence ", s.seq));
-    if (s.tokens.empty()) return absl::InvalidArgumentError("a sequence in the batch has no tokens");
+    if (!cache.HasSequence(s.seq))
+      return absl::InvalidArgumentError(absl::StrCat("unknown sequence ", s.seq));
+    if (s.tokens.empty())
+      return absl::InvalidArgumentError("a sequence in the batch has no tokens");
     for (int32_t t : s.tokens) {
       if (t < 0 || t >= config_.vocab_size) {
         return absl::InvalidArgumentError(
@@ -149,7 +179,8 @@ absl::Status Model::Validate(const ForwardBatch& batch, const KvCache& cache) co
     const int64_t n = static_cast<int64_t>(s.tokens.size());
     for (const auto* rows : {&s.logit_rows, &s.feature_rows}) {
       for (int32_t r : *rows) {
-        if (r < 0 || r >= n) return absl::InvalidArgumentError(absl::StrCat("row ", r, " outside the ", n, " tokens"));
+        if (r < 0 || r >= n)
+          return absl::InvalidArgumentError(absl::StrCat("row ", r, " outside the ", n, " tokens"));
       }
     }
     if (cache.Length(s.seq) + n > config_.context_length) {
@@ -201,13 +232,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
   const cpu::ActivationMode mode = options_.mode;
   std::vector<float> x(T * dim), h(T * dim), q(T * q_dim), k(T * kv_dim), v(T * kv_dim);
   std::vector<float> attn(T * q_dim), g(T * c.ffn_dim), u(T * c.ffn_dim);
-  // [T, dim] embeddings.
-  for (int64_t t = 0; t < T; ++t) {
-    cpu::DequantizeRow(*token_embd_, ids[t], &x[t * dim]);
-    if (c.embed_scale != 1.0f) {
-      for (int64_t i = 0; i < dim; ++i) x[t * dim + i] *= c.embed_scale;
-    }
-  }
+  Embed(ids, x.data());  // [T, dim]
   const int ncap = static_cast<int>(batch.capture_layers.size());
   out->features.assign(feature_tokens.size() * ncap * dim, 0.0f);
 
@@ -220,11 +245,11 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
     cpu::MatMul(*l.wq, h.data(), T, q.data(), mode, pool_.get());
     cpu::MatMul(*l.wk, h.data(), T, k.data(), mode, pool_.get());
     cpu::MatMul(*l.wv, h.data(), T, v.data(), mode, pool_.get());
-    const RopeParams rope{.neox = c.rope_neox,
-                          .base = sliding ? c.rope_base_local : c.rope_base,
-                          .linear_factor = sliding ? 1.0f : c.rope_linear_factor,
-                          .freq_factors = c.rope_freq_factors.empty() ? nullptr
-                                                                      : c.rope_freq_factors.data()};
+    const RopeParams rope{
+        .neox = c.rope_neox,
+        .base = sliding ? c.rope_base_local : c.rope_base,
+        .linear_factor = sliding ? 1.0f : c.rope_linear_factor,
+        .freq_factors = c.rope_freq_factors.empty() ? nullptr : c.rope_freq_factors.data()};
     for (int64_t t = 0; t < T; ++t) {
       float* qt = &q[t * q_dim];
       float* kt = &k[t * kv_dim];
@@ -306,10 +331,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
             &final_h[r * dim]);
   }
   out->logits.assign(rows * c.vocab_size, 0.0f);
-  if (rows > 0) cpu::MatMul(*output_, final_h.data(), rows, out->logits.data(), mode, pool_.get());
-  if (c.final_softcap > 0) {
-    for (float& z : out->logits) z = std::tanh(z / c.final_softcap) * c.final_softcap;
-  }
+  LmHead(final_h.data(), rows, out->logits.data());
   for (size_t i = 0; i < batch.seqs.size(); ++i) {
     cache->SetLength(batch.seqs[i].seq, old_len[i] + batch.seqs[i].tokens.size());
   }

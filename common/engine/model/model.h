@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/engine/backend/cpu/matmul.h"
 #include "common/engine/kv_cache/kv_cache.h"
 #include "common/engine/model/model_config.h"
@@ -36,6 +37,9 @@ struct ModelOptions {
   cpu::ActivationMode mode = cpu::ActivationMode::kInt8;
   // Threads including the caller; 0 = all cores. Default 0.
   int threads = 0;
+  // Use only the first max_layers layers (then the final norm and head): a
+  // cheap self-draft model of the same vocabulary. 0 = all. Default 0.
+  int max_layers = 0;
 };
 
 // New tokens of one sequence, at positions cache.Length(seq) onwards.
@@ -78,6 +82,16 @@ class Model {
 
   // Bytes of weights one decode step reads (for roofline figures).
   int64_t WeightBytesPerToken() const;
+
+  // Pieces a drafter shares with its target (the DSpark drafter's frozen
+  // embedding and LM head), run on the target's thread pool from the step
+  // thread. Embed: ids [n] -> out [n, dim], embedding scale applied; ids
+  // must be in the vocabulary. LmHead: hidden [rows, dim] (already normed) ->
+  // logits [rows, vocab], final soft-capping applied.
+  void Embed(absl::Span<const int32_t> ids, float* out) const;
+  void LmHead(const float* hidden, int64_t rows, float* logits) const;
+  cpu::ActivationMode mode() const { return options_.mode; }
+  cpu::ThreadPool* thread_pool() const { return pool_.get(); }
 
  private:
   struct LayerWeights;

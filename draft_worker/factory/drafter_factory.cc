@@ -1,0 +1,44 @@
+#include "draft_worker/factory/drafter_factory.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
+#include "common/engine/backend/cpu/thread_pool.h"
+#include "draft_worker/draft_model/draft_model_drafter.h"
+#include "draft_worker/dspark/dspark_drafter.h"
+#include "draft_worker/ngram/ngram_drafter.h"
+
+namespace dspark::drafter {
+
+absl::StatusOr<std::unique_ptr<Drafter>> MakeDrafter(const DrafterOptions& options,
+                                                     engine::Model* target) {
+  if (options.kind == "none") return std::unique_ptr<Drafter>();
+  if (options.kind == "ngram") {
+    DSPARK_ASSIGN_OR_RETURN(auto d, NgramDrafter::Create({.max_block = options.max_block}));
+    return std::unique_ptr<Drafter>(std::move(d));
+  }
+  if (options.kind == "dspark") {
+    if (options.path.empty())
+      return absl::InvalidArgumentError("the dspark drafter needs a checkpoint directory");
+    DSPARK_ASSIGN_OR_RETURN(auto d, DsparkDrafter::Load(options.path, target));
+    return std::unique_ptr<Drafter>(std::move(d));
+  }
+  if (options.kind == "draft-model") {
+    engine::ModelOptions model_options{.mode = target->mode(),
+                                       .threads = target->thread_pool()->num_threads()};
+    std::string path = options.path;
+    if (path.empty()) {
+      if (options.draft_layers < 1) return absl::InvalidArgumentError("draft_layers must be >= 1");
+      path = target->file().path();
+      model_options.max_layers = options.draft_layers;
+    }
+    DSPARK_ASSIGN_OR_RETURN(auto model, engine::Model::Load(path, model_options));
+    DSPARK_ASSIGN_OR_RETURN(auto d,
+                            DraftModelDrafter::Create(std::move(model), target->config().vocab_size,
+                                                      {.max_block = options.max_block}));
+    return std::unique_ptr<Drafter>(std::move(d));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown drafter '", options.kind, "' (dspark, draft-model, ngram or none)"));
+}
+
+}  // namespace dspark::drafter

@@ -1,0 +1,131 @@
+// The in-process speculative serving loop: continuous batching over one
+// target model and its paged KV cache. Every Step admits waiting requests
+// (reusing cached prefixes), mixes prefill chunks with decoding sequences in
+// one ragged forward, has the drafter propose blocks for the decoding ones,
+// lets the step scheduler choose how many drafted tokens each verifies, and
+// accepts losslessly. Not thread-safe: one thread (the step loop) calls
+// everything.
+//
+//   SpecEngine engine(&model, &cache, drafter.get(), scheduler.get(), &tok, {});
+//   DSPARK_ASSIGN_OR_RETURN(RequestId id, engine.Add(std::move(request)));
+//   std::vector<SpecEvent> events;
+//   while (engine.HasWork()) DSPARK_RETURN_IF_ERROR(engine.Step(&events));
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/engine/kv_cache/kv_cache.h"
+#include "common/engine/model/model.h"
+#include "verify_worker/spec_engine/acceptance_calibrator.h"
+#include "verify_worker/spec_engine/request.h"
+
+namespace dspark::drafter {
+class Drafter;
+}
+namespace dspark::tokenizer {
+class Tokenizer;
+}
+namespace dspark::scheduler {
+class StepScheduler;
+}
+
+namespace dspark::spec {
+
+struct SpecEngineOptions {
+  // Most tokens in one target forward (prefill chunks + decode + verified
+  // drafts). Default 512.
+  int max_batch_tokens = 512;
+  // Most prompt tokens of one request per forward. Default 256.
+  int prefill_chunk = 256;
+  // Most requests decoding at once; the rest wait. Default 64.
+  int max_running = 64;
+  // Finished sequences kept (KV and drafter state) for prefix reuse, LRU.
+  // Default 8; 0 turns prefix sharing with finished requests off.
+  int prefix_cache_entries = 8;
+  // Shortest common prefix worth sharing, in tokens. Default 16.
+  int min_shared_prefix = 16;
+  // Scale drafter confidences by observed per-position acceptance before
+  // the step scheduler sees them (AcceptanceCalibrator). Default true.
+  bool calibrate_confidence = true;
+  // Most tokens asked of the drafter per block; 0 = its block size. A fixed
+  // verify length sets it too, so no drafting is wasted. Default 0.
+  int max_draft_tokens = 0;
+};
+
+class SpecEngine {
+ public:
+  // `drafter` may be null (no speculation); `tokenizer` may be null (no text,
+  // no stop strings). All pointers outlive the engine.
+  SpecEngine(engine::Model* target, engine::KvCache* cache, drafter::Drafter* drafter,
+             scheduler::StepScheduler* scheduler, const tokenizer::Tokenizer* tokenizer,
+             const SpecEngineOptions& options);
+  ~SpecEngine();
+
+  // Queues a request. Bad input (empty prompt, unknown token, bad sampling
+  // parameters, max_tokens < 1, longer than the context or the whole KV
+  // cache, stop strings without a tokenizer) is InvalidArgument and changes
+  // nothing.
+  absl::StatusOr<RequestId> Add(SpecRequest request);
+  // Finishes the request at the next Step with kCancelled; unknown ids are ignored.
+  void Cancel(RequestId id);
+  bool HasWork() const { return !waiting_.empty() || !running_.empty(); }
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  int num_running() const { return static_cast<int>(running_.size()); }
+
+  // Runs one step, appending one event per request that emitted tokens or
+  // finished. An error is returned only for a broken engine (a failed
+  // forward); requests hit by it finish with kError events.
+  absl::Status Step(std::vector<SpecEvent>* events);
+
+  // Totals over every finished request.
+  const SpecCounters& counters() const { return totals_; }
+  int64_t steps() const { return steps_; }
+
+  // A request's state (sequence.h); named here for the step's helpers.
+  struct Sequence;
+
+ private:
+  struct CachedPrefix;
+
+  void Admit();
+  void Share(Sequence& s);
+  int64_t BlocksFor(int64_t tokens) const;
+  // Sets the event's finish reason, flushes held-back text, copies counters.
+  void Complete(Sequence& s, FinishReason reason, SpecEvent* event);
+  // Frees a finished sequence or, when `reusable`, keeps it in the prefix cache.
+  void Retire(std::unique_ptr<Sequence> s, bool reusable);
+  // Appends a generated token; true when it finishes the request.
+  bool EmitToken(Sequence& s, int32_t token, SpecEvent* event);
+  void ExtendDrafter(Sequence& s, absl::Span<const int32_t> tokens, const float* features);
+  // Most drafted tokens the sequence may verify this step.
+  int DraftCap(const Sequence& s) const;
+  // Verify lengths for the decoding sequences from the confidences of their
+  // offered positions, given `base_tokens` other tokens in the forward and at
+  // most `budget` drafted tokens in all.
+  std::vector<int> ChooseLengths(const std::vector<std::vector<float>>& offered, int base_tokens,
+                                 int budget);
+
+  engine::Model* target_;
+  engine::KvCache* cache_;
+  drafter::Drafter* drafter_;
+  scheduler::StepScheduler* scheduler_;
+  const tokenizer::Tokenizer* tokenizer_;
+  SpecEngineOptions options_;
+  std::vector<int> capture_layers_;
+  RequestId next_id_ = 1;
+  int64_t steps_ = 0;
+  int64_t committed_blocks_ = 0;  // worst-case KV blocks of running requests
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::deque<CachedPrefix> prefix_cache_;  // most recent at the back
+  SpecCounters totals_;
+  AcceptanceCalibrator calibrator_;
+};
+
+}  // namespace dspark::spec

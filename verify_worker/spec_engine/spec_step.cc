@@ -1,0 +1,299 @@
+// SpecEngine::Step: one ragged target forward over prefill chunks and
+// decoding sequences, with drafting before it and lossless acceptance after.
+#include <algorithm>
+#include <cmath>
+
+#include "common/base/logging.h"
+#include "verify_worker/scheduler/step_scheduler.h"
+#include "verify_worker/spec_engine/sequence.h"
+#include "verify_worker/spec_engine/spec_engine.h"
+#include "verify_worker/verification/verification.h"
+
+namespace dspark::spec {
+namespace {
+
+// One sequence's part of the step.
+struct Work {
+  SpecEngine::Sequence* s = nullptr;
+  int64_t old_len = 0;   // KV length before the forward
+  int prompt_chunk = 0;  // > 0: prompt tokens prefilled this step
+  int verify = 0;        // drafted tokens verified (decoding sequences)
+  drafter::DraftBlock block;
+};
+
+}  // namespace
+
+void SpecEngine::ExtendDrafter(Sequence& s, absl::Span<const int32_t> tokens,
+                               const float* features) {
+  if (drafter_ == nullptr || !s.drafter_ok) return;
+  const size_t row = capture_layers_.size() * target_->config().dim;
+  absl::Span<const float> f;
+  if (row > 0) f = absl::MakeConstSpan(features, tokens.size() * row);
+  absl::Status st = drafter_->Extend(s.id, tokens, f);
+  if (!st.ok()) {
+    // Speculation is an optimisation: the request goes on without it.
+    DSPARK_LOG(WARNING) << "drafter extend failed, request " << s.id
+                        << " continues without: " << st;
+    drafter_->Close(s.id);
+    s.drafter_ok = false;
+  }
+}
+
+int SpecEngine::DraftCap(const Sequence& s) const {
+  const SpeculationSettings& sp = s.req.speculation;
+  if (drafter_ == nullptr || !s.drafter_ok || !sp.enabled) return 0;
+  int cap = s.req.max_tokens - static_cast<int>(s.generated.size()) - 1;
+  cap = std::min({cap, drafter_->max_block(), SpecCounters::kMaxPositions});
+  if (options_.max_draft_tokens > 0) cap = std::min(cap, options_.max_draft_tokens);
+  cap = std::min(cap, s.draft_hint);
+  if (sp.max_block > 0) cap = std::min(cap, sp.max_block);
+  const int64_t ctx = target_->config().context_length;
+  if (ctx > 0) cap = static_cast<int>(std::min<int64_t>(cap, ctx - cache_->Length(s.seq) - 1));
+  return std::max(0, cap);
+}
+
+absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
+  ++steps_;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (!(*it)->cancelled) {
+      ++it;
+      continue;
+    }
+    SpecEvent e{.id = (*it)->id};
+    Complete(**it, FinishReason::kCancelled, &e);
+    totals_.Add((*it)->counters);
+    events->push_back(std::move(e));
+    it = waiting_.erase(it);
+  }
+  for (size_t i = 0; i < running_.size();) {
+    if (!running_[i]->cancelled) {
+      ++i;
+      continue;
+    }
+    SpecEvent e{.id = running_[i]->id};
+    Complete(*running_[i], FinishReason::kCancelled, &e);
+    events->push_back(std::move(e));
+    Retire(std::move(running_[i]), /*reusable=*/true);
+    running_.erase(running_.begin() + i);
+  }
+  Admit();
+
+  // Plan: one decode token per decoding sequence first (latency), then
+  // prefill chunks, then the drafted tokens the step scheduler picks.
+  std::vector<Work> work;
+  std::vector<Sequence*> decoding;
+  for (auto& s : running_) {
+    if (s->has_last) decoding.push_back(s.get());
+  }
+  int budget = options_.max_batch_tokens - static_cast<int>(decoding.size());
+  int prefill_tokens = 0;
+  for (auto& s : running_) {
+    if (s->has_last) continue;
+    const int remaining = static_cast<int>(s->req.prompt.size() - s->prefilled);
+    const int chunk = std::min({options_.prefill_chunk, remaining, budget});
+    if (chunk <= 0) continue;
+    budget -= chunk;
+    prefill_tokens += chunk;
+    work.push_back({.s = s.get(), .prompt_chunk = chunk});
+  }
+
+  std::vector<drafter::DraftRequest> requests;
+  std::vector<size_t> requester;
+  for (size_t i = 0; i < decoding.size(); ++i) {
+    Sequence& s = *decoding[i];
+    const int cap = DraftCap(s);
+    if (cap == 0) continue;
+    requests.push_back({.session = s.id,
+                        .last_token = s.generated.back(),
+                        .max_tokens = cap,
+                        .sampling = s.req.sampling,
+                        .draw_counter = s.draft_counter});
+    s.draft_counter += SpecCounters::kMaxPositions;
+    requester.push_back(i);
+  }
+  std::vector<drafter::DraftBlock> drafted;
+  if (!requests.empty()) {
+    absl::Status st = drafter_->Draft(requests, &drafted);
+    if (!st.ok() || drafted.size() != requests.size()) {
+      DSPARK_LOG(WARNING) << "drafting failed, step goes on without: " << st;
+      drafted.clear();
+    }
+  }
+  std::vector<drafter::DraftBlock> blocks(decoding.size());
+  std::vector<std::vector<float>> offered(decoding.size());
+  for (size_t j = 0; j < drafted.size(); ++j) {
+    const size_t i = requester[j];
+    drafter::DraftBlock& b = drafted[j];
+    size_t n = std::min({b.tokens.size(), b.q.size(), b.confidence.size(),
+                         static_cast<size_t>(requests[j].max_tokens)});
+    // A drafter is untrusted input: a block ends at its first id outside the
+    // vocabulary instead of failing the forward for every request in the step.
+    const int32_t vocab = target_->config().vocab_size;
+    for (size_t k = 0; k < n; ++k) {
+      if (b.tokens[k] < 0 || b.tokens[k] >= vocab) {
+        n = k;
+        break;
+      }
+    }
+    // The minimum-confidence cut: positions whose chance of being reached
+    // and accepted falls below it are not offered to the scheduler.
+    offered[i].assign(b.confidence.begin(), b.confidence.begin() + n);
+    for (float& c : offered[i]) c = std::isnan(c) ? 0.0f : std::clamp(c, 0.0f, 1.0f);
+    if (options_.calibrate_confidence) calibrator_.Apply(absl::MakeSpan(offered[i]));
+    const float floor = decoding[i]->req.speculation.min_confidence;
+    double reach = 1.0;
+    size_t k = 0;
+    while (k < n) {
+      reach *= offered[i][k];
+      if (reach < floor) break;
+      ++k;
+    }
+    offered[i].resize(k);
+    decoding[i]->counters.drafted_tokens += static_cast<int64_t>(n);
+    blocks[i] = std::move(b);
+  }
+  const std::vector<int> lengths = ChooseLengths(offered, prefill_tokens, budget);
+  const bool adaptive = scheduler_ != nullptr && scheduler_->kind() == "confidence";
+  for (size_t i = 0; i < decoding.size() && adaptive; ++i) {
+    if (offered[i].empty() && blocks[i].tokens.empty()) continue;  // nothing drafted: keep the hint
+    const bool used_all = lengths[i] == static_cast<int>(offered[i].size());
+    decoding[i]->draft_hint = lengths[i] + (used_all ? 2 : 1);
+  }
+  for (size_t i = 0; i < decoding.size(); ++i) {
+    work.push_back({.s = decoding[i], .verify = lengths[i], .block = std::move(blocks[i])});
+  }
+  if (work.empty()) return absl::OkStatus();
+
+  engine::ForwardBatch batch;
+  batch.capture_layers = capture_layers_;
+  const bool features = !capture_layers_.empty();
+  for (Work& w : work) {
+    Sequence& s = *w.s;
+    engine::SequenceInput in{.seq = s.seq};
+    if (w.prompt_chunk > 0) {
+      auto begin = s.req.prompt.begin() + s.prefilled;
+      in.tokens.assign(begin, begin + w.prompt_chunk);
+      if (s.prefilled + w.prompt_chunk == static_cast<int64_t>(s.req.prompt.size())) {
+        in.logit_rows = {w.prompt_chunk - 1};
+      }
+    } else {
+      in.tokens.push_back(s.generated.back());
+      in.tokens.insert(in.tokens.end(), w.block.tokens.begin(), w.block.tokens.begin() + w.verify);
+      for (int r = 0; r <= w.verify; ++r) in.logit_rows.push_back(r);
+    }
+    if (features) {
+      for (int r = 0; r < static_cast<int>(in.tokens.size()); ++r) in.feature_rows.push_back(r);
+    }
+    w.old_len = cache_->Length(s.seq);
+    batch.seqs.push_back(std::move(in));
+  }
+  engine::ForwardOutput out;
+  absl::Status st = target_->Forward(batch, cache_, &out);
+  if (!st.ok()) {
+    for (Work& w : work) {
+      SpecEvent e{.id = w.s->id, .error = st};
+      Complete(*w.s, FinishReason::kError, &e);
+      events->push_back(std::move(e));
+      w.s->cancelled = true;  // retired below
+    }
+    for (size_t i = 0; i < running_.size();) {
+      if (!running_[i]->cancelled) {
+        ++i;
+        continue;
+      }
+      Retire(std::move(running_[i]), /*reusable=*/false);
+      running_.erase(running_.begin() + i);
+    }
+    return st;
+  }
+
+  const int64_t vocab = target_->config().vocab_size;
+  const size_t feature_row = capture_layers_.size() * target_->config().dim;
+  size_t logit_at = 0, feature_at = 0;
+  std::vector<Sequence*> finished;
+  for (size_t k = 0; k < work.size(); ++k) {
+    Work& w = work[k];
+    Sequence& s = *w.s;
+    const std::vector<int32_t>& fed = batch.seqs[k].tokens;
+    const float* f = features ? out.features.data() + feature_at * feature_row : nullptr;
+    feature_at += features ? fed.size() : 0;
+    SpecEvent e{.id = s.id};
+    bool done = false;
+    if (w.prompt_chunk > 0) {
+      s.prefilled += w.prompt_chunk;
+      s.kv_tokens.insert(s.kv_tokens.end(), fed.begin(), fed.end());
+      ExtendDrafter(s, fed, f);
+      if (!batch.seqs[k].logit_rows.empty()) {
+        // The first token is drawn exactly as plain decoding draws it.
+        const int32_t t =
+            engine::SampleToken(&out.logits[logit_at * vocab], vocab, s.req.sampling, 0);
+        logit_at += 1;
+        s.has_last = true;
+        done = EmitToken(s, t, &e);
+      }
+    } else {
+      verify::VerifyInput in{.logits = &out.logits[logit_at * vocab],
+                             .vocab = vocab,
+                             .draft = absl::MakeConstSpan(w.block.tokens.data(), w.verify),
+                             .q = absl::MakeConstSpan(w.block.q.data(), w.verify),
+                             .sampling = s.req.sampling,
+                             .generated_index = s.generated.size(),
+                             .draw_counter = s.verify_counter};
+      s.verify_counter += 2 * w.verify + 2;
+      const verify::VerifyResult r = verify::Verify(in);
+      calibrator_.Observe(w.block.confidence, w.verify, r.accepted);
+      logit_at += w.verify + 1;
+      const int keep = 1 + r.accepted;  // the fed last token and the accepted drafts
+      cache_->Truncate(s.seq, w.old_len + keep);
+      s.kv_tokens.insert(s.kv_tokens.end(), fed.begin(), fed.begin() + keep);
+      ExtendDrafter(s, absl::MakeConstSpan(fed.data(), keep), f);
+      SpecCounters& c = s.counters;
+      ++c.decode_steps;
+      if (w.verify > 0) ++c.verify_steps;
+      c.verified_tokens += w.verify;
+      c.accepted_tokens += r.accepted;
+      for (int i = 0; i < w.verify; ++i) ++c.verified_at[i];
+      for (int i = 0; i < r.accepted; ++i) ++c.accepted_at[i];
+      for (int i = 0; i < r.accepted && !done; ++i) done = EmitToken(s, w.block.tokens[i], &e);
+      if (!done) done = EmitToken(s, r.next_token, &e);
+    }
+    if (done) {
+      Complete(s, e.finish, &e);
+      finished.push_back(&s);
+    }
+    if (!e.tokens.empty() || e.finish != FinishReason::kNone) events->push_back(std::move(e));
+  }
+  for (Sequence* s : finished) {
+    auto it =
+        std::find_if(running_.begin(), running_.end(), [s](const auto& r) { return r.get() == s; });
+    Retire(std::move(*it), /*reusable=*/true);
+    running_.erase(it);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int> SpecEngine::ChooseLengths(const std::vector<std::vector<float>>& offered,
+                                           int base_tokens, int budget) {
+  std::vector<int> lengths(offered.size(), 0);
+  if (scheduler_ == nullptr) {
+    for (size_t i = 0; i < offered.size(); ++i) lengths[i] = static_cast<int>(offered[i].size());
+  } else {
+    std::vector<scheduler::SequenceDraft> drafts(offered.size());
+    for (size_t i = 0; i < offered.size(); ++i) drafts[i].confidence = offered[i];
+    scheduler::StepPlan plan;
+    scheduler_->Schedule({.seqs = drafts, .base_tokens = base_tokens}, &plan);
+    for (size_t i = 0; i < offered.size(); ++i) {
+      lengths[i] = std::clamp(plan.lengths[i], 0, static_cast<int>(offered[i].size()));
+    }
+  }
+  // The forward's token budget: shorten the longest blocks first.
+  int total = 0;
+  for (int l : lengths) total += l;
+  while (total > std::max(0, budget)) {
+    *std::max_element(lengths.begin(), lengths.end()) -= 1;
+    --total;
+  }
+  return lengths;
+}
+
+}  // namespace dspark::spec
