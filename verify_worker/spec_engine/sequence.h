@@ -29,6 +29,8 @@ struct SpecEngine::Sequence {
   // Tokens worth drafting next step: a little more than the scheduler chose
   // last time, so an expensive drafter is not run for blocks nobody verifies.
   int draft_hint = SpecCounters::kMaxPositions;
+  int draft_backoff = 0;  // last pause of drafting, in steps
+  int skip_drafts = 0;    // steps left in the current pause
   std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
   SpecCounters counters;
 };

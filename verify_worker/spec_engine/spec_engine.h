@@ -126,6 +126,9 @@ class SpecEngine {
   std::deque<CachedPrefix> prefix_cache_;  // most recent at the back
   SpecCounters totals_;
   AcceptanceCalibrator calibrator_;
+  // Running averages of the drafter's and the target's time per step.
+  double draft_seconds_ = 0;
+  double forward_seconds_ = 0;
 };
 
 }  // namespace dspark::spec

@@ -1,6 +1,7 @@
 // SpecEngine::Step: one ragged target forward over prefill chunks and
 // decoding sequences, with drafting before it and lossless acceptance after.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "common/base/logging.h"
@@ -20,6 +21,13 @@ struct Work {
   int verify = 0;        // drafted tokens verified (decoding sequences)
   drafter::DraftBlock block;
 };
+
+// Longest pause, in steps, of drafting for a sequence whose blocks go unverified.
+constexpr int kMaxDraftBackoff = 32;
+
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 }  // namespace
 
@@ -103,6 +111,10 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     Sequence& s = *decoding[i];
     const int cap = DraftCap(s);
     if (cap == 0) continue;
+    if (s.skip_drafts > 0) {  // backing off an expensive drafter nobody verifies
+      --s.skip_drafts;
+      continue;
+    }
     requests.push_back({.session = s.id,
                         .last_token = s.generated.back(),
                         .max_tokens = cap,
@@ -113,7 +125,9 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   }
   std::vector<drafter::DraftBlock> drafted;
   if (!requests.empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
     absl::Status st = drafter_->Draft(requests, &drafted);
+    draft_seconds_ = 0.9 * draft_seconds_ + 0.1 * SecondsSince(t0);
     if (!st.ok() || drafted.size() != requests.size()) {
       DSPARK_LOG(WARNING) << "drafting failed, step goes on without: " << st;
       drafted.clear();
@@ -153,11 +167,23 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     blocks[i] = std::move(b);
   }
   const std::vector<int> lengths = ChooseLengths(offered, prefill_tokens, budget);
+  // Under the confidence scheduler, draft about as much as gets verified;
+  // when a drafter costs more than a few percent of a step and its blocks
+  // are not verified, skip drafting for a doubling number of steps (probing
+  // again after each pause). Both depend on drafts and timings only.
   const bool adaptive = scheduler_ != nullptr && scheduler_->kind() == "confidence";
+  const bool expensive = draft_seconds_ > 0.05 * forward_seconds_;
   for (size_t i = 0; i < decoding.size() && adaptive; ++i) {
+    Sequence& s = *decoding[i];
     if (offered[i].empty() && blocks[i].tokens.empty()) continue;  // nothing drafted: keep the hint
     const bool used_all = lengths[i] == static_cast<int>(offered[i].size());
-    decoding[i]->draft_hint = lengths[i] + (used_all ? 2 : 1);
+    s.draft_hint = lengths[i] + (used_all ? 2 : 1);
+    if (lengths[i] > 0 || !expensive) {
+      s.draft_backoff = 0;
+    } else {
+      s.draft_backoff = std::min(std::max(1, 2 * s.draft_backoff), kMaxDraftBackoff);
+      s.skip_drafts = s.draft_backoff;
+    }
   }
   for (size_t i = 0; i < decoding.size(); ++i) {
     work.push_back({.s = decoding[i], .verify = lengths[i], .block = std::move(blocks[i])});
@@ -188,7 +214,9 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     batch.seqs.push_back(std::move(in));
   }
   engine::ForwardOutput out;
+  const auto forward_start = std::chrono::steady_clock::now();
   absl::Status st = target_->Forward(batch, cache_, &out);
+  forward_seconds_ = 0.9 * forward_seconds_ + 0.1 * SecondsSince(forward_start);
   if (!st.ok()) {
     for (Work& w : work) {
       SpecEvent e{.id = w.s->id, .error = st};
