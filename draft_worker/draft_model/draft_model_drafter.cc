@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
 #include "common/engine/sampling/sampler.h"
+#include "draft_worker/drafter/draft_requests.h"
 
 namespace dspark::drafter {
 
@@ -126,24 +126,9 @@ absl::Status DraftModelDrafter::Extend(SessionId session, absl::Span<const int32
 
 absl::Status DraftModelDrafter::Draft(absl::Span<const DraftRequest> requests,
                                       std::vector<DraftBlock>* blocks) {
-  absl::flat_hash_set<SessionId> seen;
-  for (const DraftRequest& r : requests) {
-    if (!sessions_.contains(r.session)) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown session ", r.session));
-    }
-    if (!seen.insert(r.session).second) {
-      return absl::InvalidArgumentError(absl::StrCat("session ", r.session, " requested twice"));
-    }
-    if (r.max_tokens < 1 || r.max_tokens > options_.max_block) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_tokens ", r.max_tokens, " outside [1, ", options_.max_block, "]"));
-    }
-    if (r.last_token < 0 || r.last_token >= vocab_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("last_token ", r.last_token, " outside the vocabulary [0, ", vocab_, ")"));
-    }
-    DSPARK_RETURN_IF_ERROR(engine::ValidateSamplingParams(r.sampling));
-  }
+  DSPARK_RETURN_IF_ERROR(
+      CheckDraftRequests(requests, options_.max_block, vocab_,
+                         [this](SessionId id) { return sessions_.contains(id); }));
 
   // One job per request that has room to draft: k tokens, fed as
   // [pending..., last_token] then the first k - 1 drafts.

@@ -11,6 +11,7 @@
 #include "common/engine/backend/cpu/thread_pool.h"
 #include "common/engine/model/layers.h"
 #include "common/engine/sampling/sampler.h"
+#include "draft_worker/drafter/draft_requests.h"
 #include "draft_worker/drafter/draft_sampling.h"
 
 namespace dspark::drafter {
@@ -235,21 +236,8 @@ void DsparkDrafter::WriteContextKv(const float* ctx, int64_t n, SeqId seq, int64
 }
 
 absl::Status DsparkDrafter::ValidateRequests(absl::Span<const DraftRequest> requests) const {
-  for (const DraftRequest& r : requests) {
-    if (!sessions_.contains(r.session)) {
-      return absl::InvalidArgumentError(absl::StrCat("Draft: unknown session ", r.session));
-    }
-    if (r.max_tokens < 1 || r.max_tokens > max_block()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("Draft: max_tokens ", r.max_tokens, " outside 1..", max_block()));
-    }
-    if (r.last_token < 0 || r.last_token >= config().vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("Draft: last_token ", r.last_token, " outside the vocabulary"));
-    }
-    DSPARK_RETURN_IF_ERROR(engine::ValidateSamplingParams(r.sampling));
-  }
-  return absl::OkStatus();
+  return CheckDraftRequests(requests, max_block(), config().vocab_size,
+                            [this](SessionId id) { return sessions_.contains(id); });
 }
 
 void DsparkDrafter::RunBlock(const BlockPlan& plan, std::vector<float>* hidden) {

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
+#include "draft_worker/drafter/draft_requests.h"
 
 namespace dspark::drafter {
 namespace {
@@ -127,19 +127,9 @@ absl::Status NgramDrafter::Extend(SessionId session, absl::Span<const int32_t> t
 
 absl::Status NgramDrafter::Draft(absl::Span<const DraftRequest> requests,
                                  std::vector<DraftBlock>* blocks) {
-  absl::flat_hash_set<SessionId> seen;
-  for (const DraftRequest& r : requests) {
-    if (!sessions_.contains(r.session)) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown session ", r.session));
-    }
-    if (!seen.insert(r.session).second) {
-      return absl::InvalidArgumentError(absl::StrCat("session ", r.session, " requested twice"));
-    }
-    if (r.max_tokens < 1 || r.max_tokens > options_.max_block) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_tokens ", r.max_tokens, " outside [1, ", options_.max_block, "]"));
-    }
-  }
+  DSPARK_RETURN_IF_ERROR(
+      CheckDraftRequests(requests, options_.max_block, /*vocab=*/0,
+                         [this](SessionId id) { return sessions_.contains(id); }));
   blocks->assign(requests.size(), DraftBlock{});
   for (size_t i = 0; i < requests.size(); ++i) {
     const DraftRequest& r = requests[i];

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/logging.h"
 #include "common/engine/sampling/sampler.h"
+#include "draft_worker/drafter/draft_requests.h"
 
 namespace dspark::testing {
 
@@ -18,16 +19,8 @@ namespace {
 // The checks every drafter makes on Draft's input.
 absl::Status CheckRequests(const absl::flat_hash_set<SessionId>& sessions, int max_block,
                            absl::Span<const DraftRequest> requests) {
-  for (const DraftRequest& r : requests) {
-    if (!sessions.contains(r.session)) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown session ", r.session));
-    }
-    if (r.max_tokens < 1 || r.max_tokens > max_block) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_tokens ", r.max_tokens, " outside [1, ", max_block, "]"));
-    }
-  }
-  return absl::OkStatus();
+  return drafter::CheckDraftRequests(requests, max_block, /*vocab=*/0,
+                                     [&sessions](SessionId id) { return sessions.contains(id); });
 }
 
 absl::Status OpenIn(absl::flat_hash_set<SessionId>& sessions, SessionId session) {

@@ -38,11 +38,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const engine::Model& model) {
-  if (model.file().format() == "hf") return tokenizer::Tokenizer::FromHfDirectory(model.file().path());
-  return tokenizer::Tokenizer::FromGgufMetadata(model.file());
-}
-
 absl::StatusOr<std::vector<int>> ParseLayers(const std::string& text, int num_layers) {
   std::vector<int> layers;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
@@ -157,7 +152,7 @@ absl::Status Run(const std::vector<std::string>& argv) {
   }
 
   DSPARK_ASSIGN_OR_RETURN(auto model, LoadModelFromArgs(args));
-  DSPARK_ASSIGN_OR_RETURN(auto tok, LoadTokenizer(*model));
+  DSPARK_ASSIGN_OR_RETURN(auto tok, LoadModelTokenizer(*model));
   DSPARK_ASSIGN_OR_RETURN(std::vector<int> layers,
                           ParseLayers(args.Get("layers"), model->config().num_layers));
 

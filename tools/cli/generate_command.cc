@@ -26,12 +26,6 @@
 namespace dspark::cli {
 namespace {
 
-absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const engine::Model& model) {
-  if (model.file().format() == "hf")
-    return tokenizer::Tokenizer::FromHfDirectory(model.file().path());
-  return tokenizer::Tokenizer::FromGgufMetadata(model.file());
-}
-
 absl::StatusOr<std::vector<int32_t>> PromptIds(const Args& args, const tokenizer::Tokenizer* tok) {
   const int given = args.Has("prompt") + args.Has("chat") + args.Has("prompt-ids");
   if (given != 1) {
@@ -96,7 +90,7 @@ absl::Status Run(const std::vector<std::string>& argv) {
   std::unique_ptr<tokenizer::Tokenizer> tok;
   const bool print_ids = args.Has("print-ids");
   if (!args.Has("prompt-ids") || !print_ids || args.Has("stop")) {
-    DSPARK_ASSIGN_OR_RETURN(tok, LoadTokenizer(*model));
+    DSPARK_ASSIGN_OR_RETURN(tok, LoadModelTokenizer(*model));
   }
   DSPARK_ASSIGN_OR_RETURN(request.prompt, PromptIds(args, tok.get()));
   // With raw ids the caller controls everything, stop tokens included.

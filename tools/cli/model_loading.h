@@ -8,11 +8,16 @@
 
 #include "absl/status/statusor.h"
 #include "common/engine/model/model.h"
+#include "common/tokenizer/tokenizer.h"
 #include "tools/cli/args.h"
 
 namespace dspark::cli {
 
-
 absl::StatusOr<std::unique_ptr<engine::Model>> LoadModelFromArgs(const Args& args);
+
+// The tokenizer that came with a loaded model (its GGUF metadata, or the
+// tokenizer.json of its Hugging Face directory).
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadModelTokenizer(
+    const engine::Model& model);
 
 }  // namespace dspark::cli
