@@ -129,6 +129,9 @@ class SpecEngine {
   // Running averages of the drafter's and the target's time per step.
   double draft_seconds_ = 0;
   double forward_seconds_ = 0;
+  // Running average of drafted tokens accepted per drafted sequence-step
+  // (optimistic start, so a new drafter gets tried).
+  double accepted_per_draft_ = 1.0;
 };
 
 }  // namespace dspark::spec

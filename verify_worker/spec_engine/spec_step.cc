@@ -167,18 +167,24 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     blocks[i] = std::move(b);
   }
   const std::vector<int> lengths = ChooseLengths(offered, prefill_tokens, budget);
-  // Under the confidence scheduler, draft about as much as gets verified;
-  // when a drafter costs more than a few percent of a step and its blocks
-  // are not verified, skip drafting for a doubling number of steps (probing
-  // again after each pause). Both depend on drafts and timings only.
+  // Under the confidence scheduler, draft about as much as gets verified.
+  // Drafting pays while the tokens it adds per sequence-step exceed the
+  // share of a step it costs ((n + A) / (1 + r) > n for n sequences, A
+  // accepted per sequence, r = draft time / step time); when a drafter costs
+  // more than a few percent of a step and its blocks go unverified or do not
+  // pay, it pauses for a doubling number of steps (probing after each
+  // pause). All of this depends on drafts, past verdicts and timings, never
+  // on this step's verdict.
   const bool adaptive = scheduler_ != nullptr && scheduler_->kind() == "confidence";
-  const bool expensive = draft_seconds_ > 0.05 * forward_seconds_;
+  const double draft_share = draft_seconds_ / std::max(forward_seconds_, 1e-9);
+  const bool expensive = draft_share > 0.05;
+  const bool pays = accepted_per_draft_ > draft_share;
   for (size_t i = 0; i < decoding.size() && adaptive; ++i) {
     Sequence& s = *decoding[i];
     if (offered[i].empty() && blocks[i].tokens.empty()) continue;  // nothing drafted: keep the hint
     const bool used_all = lengths[i] == static_cast<int>(offered[i].size());
     s.draft_hint = lengths[i] + (used_all ? 2 : 1);
-    if (lengths[i] > 0 || !expensive) {
+    if (!expensive || (lengths[i] > 0 && pays)) {
       s.draft_backoff = 0;
     } else {
       s.draft_backoff = std::min(std::max(1, 2 * s.draft_backoff), kMaxDraftBackoff);
@@ -270,6 +276,9 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
       s.verify_counter += 2 * w.verify + 2;
       const verify::VerifyResult r = verify::Verify(in);
       calibrator_.Observe(w.block.confidence, w.verify, r.accepted);
+      if (!w.block.tokens.empty()) {
+        accepted_per_draft_ = 0.98 * accepted_per_draft_ + 0.02 * r.accepted;
+      }
       logit_at += w.verify + 1;
       const int keep = 1 + r.accepted;  // the fed last token and the accepted drafts
       cache_->Truncate(s.seq, w.old_len + keep);
