@@ -25,21 +25,8 @@
 namespace dspark::spec::testing {
 namespace {
 
-#define SKIP_WITHOUT_MODEL()           \
-  SharedModel* m = SharedModel::Get(); \
-  if (m == nullptr) GTEST_SKIP() << SharedModel::SkipReason()
-
 std::vector<int32_t> Slice(const SharedModel& m, int begin, int length) {
   return std::vector<int32_t>(m.corpus.begin() + begin, m.corpus.begin() + begin + length);
-}
-
-std::vector<int32_t> Reference(SharedModel& m, const std::vector<int32_t>& prompt, int max_tokens,
-                               const std::vector<int32_t>& stop_ids = {}) {
-  auto cache = m.model->NewKvCache({.max_tokens = 1024});
-  auto r =
-      engine::Generate(*m.model, *cache, prompt, {.max_tokens = max_tokens, .stop_ids = stop_ids});
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? r->tokens : std::vector<int32_t>{};
 }
 
 std::unique_ptr<scheduler::StepScheduler> Fixed(int length) {

@@ -46,24 +46,11 @@ struct Case {
   std::vector<int32_t> reference;  // engine::Generate, greedy
 };
 
-#define SKIP_WITHOUT_MODEL()           \
-  SharedModel* m = SharedModel::Get(); \
-  if (m == nullptr) GTEST_SKIP() << SharedModel::SkipReason()
-
 // A slice of the corpus, starting at a different place for each index.
 std::vector<int32_t> Prompt(const SharedModel& m, int index, int length) {
   const int n = static_cast<int>(m.corpus.size());
   const int begin = (index * 97) % (n - length);
   return std::vector<int32_t>(m.corpus.begin() + begin, m.corpus.begin() + begin + length);
-}
-
-std::vector<int32_t> Reference(SharedModel& m, const std::vector<int32_t>& prompt, int max_tokens,
-                               const std::vector<int32_t>& stop_ids = {}) {
-  auto cache = m.model->NewKvCache({.max_tokens = 1024});
-  auto r =
-      engine::Generate(*m.model, *cache, prompt, {.max_tokens = max_tokens, .stop_ids = stop_ids});
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? r->tokens : std::vector<int32_t>{};
 }
 
 // The 16 cases with their references, computed once.

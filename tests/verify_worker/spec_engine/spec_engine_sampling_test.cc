@@ -57,10 +57,6 @@
 namespace dspark::spec::testing {
 namespace {
 
-#define SKIP_WITHOUT_MODEL()           \
-  SharedModel* m = SharedModel::Get(); \
-  if (m == nullptr) GTEST_SKIP() << SharedModel::SkipReason()
-
 using Triple = std::tuple<int32_t, int32_t, int32_t>;
 using Joint = std::map<Triple, double>;
 

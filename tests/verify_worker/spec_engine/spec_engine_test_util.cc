@@ -8,8 +8,10 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "common/engine/model/generate.h"
 #include "common/engine/model_store/model_store.h"
 #include "draft_worker/factory/drafter_factory.h"
+#include "gtest/gtest.h"
 #include "tests/fakes/fake_drafters.h"
 
 namespace dspark::spec::testing {
@@ -208,6 +210,15 @@ scheduler::CostTable SyntheticCostTable() {
   auto table = scheduler::CostTable::FromPoints(
       {{1, 0.008}, {4, 0.012}, {8, 0.020}, {32, 0.060}, {128, 0.200}, {256, 0.390}});
   return *table;  // the points are valid by construction
+}
+
+std::vector<int32_t> Reference(SharedModel& m, const std::vector<int32_t>& prompt, int max_tokens,
+                               const std::vector<int32_t>& stop_ids) {
+  auto cache = m.model->NewKvCache({.max_tokens = 1024});
+  auto r =
+      engine::Generate(*m.model, *cache, prompt, {.max_tokens = max_tokens, .stop_ids = stop_ids});
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->tokens : std::vector<int32_t>{};
 }
 
 }  // namespace dspark::spec::testing

@@ -78,7 +78,17 @@ absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeTestDrafter(const std::str
 // token); the always-wrong drafter proposes it.
 inline constexpr int32_t kNeverEmittedToken = 16;
 
+// Plain greedy decoding of `prompt` (engine::Generate): what speculative
+// output must equal. A failed Generate fails the test and returns {}.
+std::vector<int32_t> Reference(SharedModel& m, const std::vector<int32_t>& prompt, int max_tokens,
+                               const std::vector<int32_t>& stop_ids = {});
+
 // A synthetic cost table shaped like the 2-core CPU's (T(8) ~ 2.5 T(1)).
 scheduler::CostTable SyntheticCostTable();
 
 }  // namespace dspark::spec::testing
+
+// Opens a test on the shared model: binds `m`, or skips with the reason.
+#define SKIP_WITHOUT_MODEL()                                                             \
+  ::dspark::spec::testing::SharedModel* m = ::dspark::spec::testing::SharedModel::Get(); \
+  if (m == nullptr) GTEST_SKIP() << ::dspark::spec::testing::SharedModel::SkipReason()
