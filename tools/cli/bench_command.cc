@@ -212,6 +212,9 @@ int BenchCommand(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "tokenizer") {
     return BenchTokenizerCommand(std::vector<std::string>(args.begin() + 1, args.end()));
   }
+  if (!args.empty() && args[0] == "serving") {
+    return BenchServingCommand(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
   if (!args.empty() && args[0] == "spec") {
     return BenchSpecCommand(std::vector<std::string>(args.begin() + 1, args.end()));
   }

@@ -20,10 +20,14 @@ int LogitsCommand(const std::vector<std::string>& args);
 int BenchCommand(const std::vector<std::string>& args);
 int TokenizeCommand(const std::vector<std::string>& args);
 int DistillCommand(const std::vector<std::string>& args);
+// `dspark up`: a local cluster on 127.0.0.1 (up_command.cc).
+int UpCommand(const std::vector<std::string>& args);
 // `dspark bench tokenizer ...` (args after "tokenizer").
 int BenchTokenizerCommand(const std::vector<std::string>& args);
 // `dspark bench spec ...` (args after "spec").
 int BenchSpecCommand(const std::vector<std::string>& args);
+// `dspark bench serving ...` (args after "serving"; bench_serving.cc).
+int BenchServingCommand(const std::vector<std::string>& args);
 
 // The tokenizer of a --model argument: a directory holding tokenizer.json or
 // tokenizer.model (no weights needed), else whatever ResolveModelPath finds

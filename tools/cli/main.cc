@@ -17,10 +17,14 @@ constexpr char kUsage[] =
     "  bench tokenizer       tokenizer encode MB/s (dspark and HF tokenizers side by side)\n"
     "  bench spec            speculative decoding: target-only vs drafters x verify lengths\n"
     "                        vs the step scheduler, per concurrency level\n"
+    "  bench serving         load generator: in-process vs router vs verify worker direct\n"
+    "                        (TTFT, ITL, e2e p50/p99, tokens/s; --sweep, --rate)\n"
     "  tokenize --model M    JSON lines on stdin: text -> ids (--decode: ids -> text,\n"
     "                        --chat: messages -> prompt)\n"
     "  distill --model M     self-distillation data for drafter training (--prompts FILE\n"
-    "                        --out DIR --layers a,b,c; tools/dspark_drafter/DATA.md)\n";
+    "                        --out DIR --layers a,b,c; tools/dspark_drafter/DATA.md)\n"
+    "  up                    a local cluster (router + verify + draft workers) on 127.0.0.1;\n"
+    "                        --demo sends chat requests through its OpenAI endpoint\n";
 
 }  // namespace
 
@@ -37,6 +41,7 @@ int main(int argc, char** argv) {
   if (command == "bench") return dspark::cli::BenchCommand(args);
   if (command == "tokenize") return dspark::cli::TokenizeCommand(args);
   if (command == "distill") return dspark::cli::DistillCommand(args);
+  if (command == "up") return dspark::cli::UpCommand(args);
   std::fprintf(stderr, "dspark: unknown command '%s'\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -1,0 +1,351 @@
+// The distributed system end to end: a router, two verify workers and two
+// draft workers as separate processes on 127.0.0.1, serving the default
+// model, checked through the public gRPC API against in-process target-only
+// generation. Slow (starts real processes); label "integration".
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/engine/model/generate.h"
+#include "common/rpc/channel.h"
+#include "deploy/local_cluster/local_cluster.h"
+#include "dspark/internal/v1/spec.grpc.pb.h"
+#include "dspark/internal/v1/verify.grpc.pb.h"
+#include "dspark/v1/generation.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/verify_worker/spec_engine/spec_engine_test_util.h"
+
+namespace dspark {
+namespace {
+
+using deploy::LocalCluster;
+using spec::testing::SharedModel;
+
+std::string BinDir() {
+  return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
+}
+
+// One cluster for the whole binary (start-up loads the model four times).
+class ClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (SharedModel::Get() == nullptr) return;
+    deploy::LocalClusterOptions options;
+    options.bin_dir = BinDir();
+    options.verify_workers = 2;
+    options.draft_workers = 2;
+    auto cluster = LocalCluster::Start(options);
+    if (!cluster.ok()) {
+      start_error_ = new std::string(cluster.status().ToString());
+      return;
+    }
+    cluster_ = cluster->release();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override {
+    if (SharedModel::Get() == nullptr) GTEST_SKIP() << SharedModel::SkipReason();
+    ASSERT_NE(cluster_, nullptr) << (start_error_ ? *start_error_ : "no cluster");
+    stub_ = v1::Generation::NewStub(rpc::MakeChannel(cluster_->router().grpc));
+  }
+
+  // Prompt i: a slice of the shared corpus, 8..71 tokens long.
+  static std::vector<int32_t> Prompt(int i) {
+    const auto& corpus = SharedModel::Get()->corpus;
+    const size_t start = (static_cast<size_t>(i) * 37) % (corpus.size() - 80);
+    const size_t len = 8 + (static_cast<size_t>(i) * 13) % 64;
+    return {corpus.begin() + start, corpus.begin() + start + len};
+  }
+
+  // Target-only greedy output, in process, stopping at EOS like the router.
+  static std::vector<int32_t> Reference(const std::vector<int32_t>& prompt, int max_tokens) {
+    SharedModel* m = SharedModel::Get();
+    auto cache = m->model->NewKvCache({});
+    engine::GenerateOptions options;
+    options.max_tokens = max_tokens;
+    options.stop_ids = m->tokenizer->eos_ids();
+    auto result = engine::Generate(*m->model, **cache, prompt, options);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->tokens : std::vector<int32_t>{};
+  }
+
+  static v1::GenerateRequest Request(const std::vector<int32_t>& prompt, int max_tokens) {
+    v1::GenerateRequest request;
+    for (int32_t t : prompt) request.mutable_token_ids()->add_ids(t);
+    request.mutable_stop()->set_max_tokens(max_tokens);
+    return request;
+  }
+
+  // Sum of kv_blocks_used over the verify workers and open draft sessions.
+  static std::pair<int64_t, int64_t> WorkerUsage() {
+    int64_t kv = 0, draft_sessions = 0;
+    for (const auto* p : cluster_->processes(LocalCluster::Role::kVerify)) {
+      auto stub = internal::v1::VerifyWorker::NewStub(rpc::MakeChannel(p->grpc));
+      grpc::ClientContext context;
+      internal::v1::GetStatusResponse status;
+      EXPECT_TRUE(stub->GetStatus(&context, {}, &status).ok());
+      kv += status.load().kv_blocks_used();
+    }
+    for (const auto* p : cluster_->processes(LocalCluster::Role::kDraft)) {
+      auto stub = internal::v1::DraftWorker::NewStub(rpc::MakeChannel(p->grpc));
+      grpc::ClientContext context;
+      internal::v1::GetStatusResponse status;
+      if (stub->GetStatus(&context, {}, &status).ok()) {
+        draft_sessions += status.load().running_sessions();
+      }
+    }
+    return {kv, draft_sessions};
+  }
+
+  static LocalCluster* cluster_;
+  static std::string* start_error_;
+  std::unique_ptr<v1::Generation::Stub> stub_;
+};
+
+LocalCluster* ClusterTest::cluster_ = nullptr;
+std::string* ClusterTest::start_error_ = nullptr;
+
+// Runs `n` requests on `threads` threads; out[i] = tokens of request i.
+void RunConcurrently(int n, int threads, const std::function<void(int)>& one) {
+  std::atomic<int> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int i = next++; i < n; i = next++) one(i);
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
+TEST_F(ClusterTest, GreedyOutputEqualsTargetOnlyAtConcurrency16) {
+  constexpr int kPrompts = 50, kMaxTokens = 32;
+  std::vector<std::vector<int32_t>> got(kPrompts);
+  std::vector<grpc::Status> status(kPrompts);
+  std::vector<int64_t> accepted(kPrompts);
+  RunConcurrently(kPrompts, 16, [&](int i) {
+    grpc::ClientContext context;
+    v1::GenerateResponse response;
+    status[i] = stub_->Generate(&context, Request(Prompt(i), kMaxTokens), &response);
+    got[i].assign(response.token_ids().begin(), response.token_ids().end());
+    accepted[i] = response.speculation().accepted_tokens();
+  });
+  int64_t total_accepted = 0;
+  for (int i = 0; i < kPrompts; ++i) {
+    ASSERT_TRUE(status[i].ok()) << i << ": " << status[i].error_message();
+    EXPECT_EQ(got[i], Reference(Prompt(i), kMaxTokens)) << "prompt " << i;
+    total_accepted += accepted[i];
+  }
+  // The drafts went over the network and some were accepted (the outputs
+  // above prove they changed nothing).
+  EXPECT_GT(total_accepted, 0);
+}
+
+TEST_F(ClusterTest, StreamDeltasConcatenateToTheFullText) {
+  for (int i = 0; i < 4; ++i) {
+    v1::GenerateRequest request = Request(Prompt(100 + i), 40);
+    grpc::ClientContext unary_context;
+    v1::GenerateResponse whole;
+    ASSERT_TRUE(stub_->Generate(&unary_context, request, &whole).ok());
+
+    grpc::ClientContext context;
+    auto reader = stub_->GenerateStream(&context, request);
+    v1::GenerateStreamResponse chunk;
+    std::string text;
+    std::vector<int32_t> ids;
+    int finishes = 0;
+    while (reader->Read(&chunk)) {
+      text += chunk.text_delta();
+      ids.insert(ids.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+      if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+        ++finishes;
+        EXPECT_EQ(chunk.usage().completion_tokens(), whole.usage().completion_tokens());
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(finishes, 1);
+    EXPECT_EQ(text, whole.text());
+    EXPECT_EQ(ids, std::vector<int32_t>(whole.token_ids().begin(), whole.token_ids().end()));
+  }
+}
+
+TEST_F(ClusterTest, CancelMidStreamFreesKvOnBothWorkerKinds) {
+  const auto idle = WorkerUsage();
+  {
+    grpc::ClientContext context;
+    v1::GenerateRequest request = Request(Prompt(7), 2000);
+    request.mutable_stop()->set_ignore_eos(true);
+    auto reader = stub_->GenerateStream(&context, request);
+    v1::GenerateStreamResponse chunk;
+    ASSERT_TRUE(reader->Read(&chunk));
+    const auto busy = WorkerUsage();
+    EXPECT_GT(busy.first, idle.first);
+    context.TryCancel();
+    while (reader->Read(&chunk)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  // The cancel travels router -> verify worker -> draft worker; wait for it.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  auto now = WorkerUsage();
+  while (now != idle && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling remote state
+    now = WorkerUsage();
+  }
+  EXPECT_EQ(now.first, idle.first) << "KV blocks still held on a verify worker";
+  EXPECT_EQ(now.second, idle.second) << "draft sessions still open";
+}
+
+TEST_F(ClusterTest, BadInputIsInvalidArgumentWhileACanaryCompletes) {
+  std::vector<std::pair<std::string, v1::GenerateRequest>> bad;
+  {
+    v1::GenerateRequest r;  // no prompt at all
+    r.mutable_stop()->set_max_tokens(8);
+    bad.push_back({"no prompt", r});
+  }
+  {
+    v1::GenerateRequest r;
+    r.set_prompt("");
+    bad.push_back({"empty prompt", r});
+  }
+  {
+    v1::GenerateRequest r = Request(Prompt(1), 8);
+    r.mutable_stop()->set_max_tokens(-1);
+    bad.push_back({"negative max_tokens", r});
+  }
+  {
+    v1::GenerateRequest r = Request(Prompt(1), 8);
+    r.mutable_sampling()->set_temperature(-0.5f);
+    bad.push_back({"temperature < 0", r});
+  }
+  {
+    v1::GenerateRequest r = Request(Prompt(1), 8);
+    r.mutable_sampling()->set_top_p(1.5f);
+    bad.push_back({"top_p > 1", r});
+  }
+  {
+    v1::GenerateRequest r;
+    r.set_prompt(std::string("caf\xc3", 4));
+    bad.push_back({"invalid UTF-8", r});
+  }
+  {
+    v1::GenerateRequest r = Request({1, 2, 999999}, 8);
+    bad.push_back({"token id out of vocabulary", r});
+  }
+  {
+    v1::GenerateRequest r = Request(Prompt(1), 8);
+    for (int i = 0; i < 100; ++i) r.mutable_stop()->add_stop("x");
+    bad.push_back({"too many stop strings", r});
+  }
+  {
+    v1::GenerateRequest r;
+    r.set_prompt(std::string(200000, 'a'));
+    bad.push_back({"prompt longer than the context", r});
+  }
+  std::thread canary_thread;
+  grpc::Status canary_status;
+  v1::GenerateResponse canary;
+  canary_thread = std::thread([&] {
+    auto stub = v1::Generation::NewStub(rpc::MakeChannel(cluster_->router().grpc));
+    grpc::ClientContext context;
+    canary_status = stub->Generate(&context, Request(Prompt(3), 48), &canary);
+  });
+  for (const auto& [what, request] : bad) {
+    grpc::ClientContext context;
+    v1::GenerateResponse response;
+    grpc::Status st = stub_->Generate(&context, request, &response);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << what << ": " << st.error_message();
+    EXPECT_FALSE(st.error_message().empty()) << what;
+  }
+  {
+    v1::GenerateRequest r = Request(Prompt(1), 8);
+    r.set_model("no-such-model");
+    grpc::ClientContext context;
+    v1::GenerateResponse response;
+    EXPECT_EQ(stub_->Generate(&context, r, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  canary_thread.join();
+  ASSERT_TRUE(canary_status.ok()) << canary_status.error_message();
+  EXPECT_EQ(std::vector<int32_t>(canary.token_ids().begin(), canary.token_ids().end()),
+            Reference(Prompt(3), 48));
+}
+
+// Destructive tests last (gtest runs them in order of definition).
+TEST_F(ClusterTest, ZKilledDraftWorkerCostsNoRequest) {
+  constexpr int kPrompts = 12, kMaxTokens = 48;
+  std::vector<std::vector<int32_t>> got(kPrompts);
+  std::vector<grpc::Status> status(kPrompts);
+  absl::Mutex mu;
+  int started = 0;
+  std::thread killer([&] {
+    absl::MutexLock lock(&mu);
+    mu.AwaitWithTimeout(absl::Condition(
+                            +[](int* n) { return *n >= 6; }, &started),
+                        absl::Seconds(60));
+    cluster_->Signal(LocalCluster::Role::kDraft, 0, SIGKILL).IgnoreError();
+  });
+  RunConcurrently(kPrompts, 6, [&](int i) {
+    grpc::ClientContext context;
+    v1::GenerateResponse response;
+    {
+      absl::MutexLock lock(&mu);
+      ++started;
+    }
+    status[i] = stub_->Generate(&context, Request(Prompt(200 + i), kMaxTokens), &response);
+    got[i].assign(response.token_ids().begin(), response.token_ids().end());
+  });
+  killer.join();
+  for (int i = 0; i < kPrompts; ++i) {
+    ASSERT_TRUE(status[i].ok()) << i << ": " << status[i].error_message();
+    EXPECT_EQ(got[i], Reference(Prompt(200 + i), kMaxTokens)) << "prompt " << i;
+  }
+}
+
+TEST_F(ClusterTest, ZSigtermDrainsWithoutFailingInFlightRequests) {
+  constexpr int kPrompts = 4, kMaxTokens = 64;
+  std::vector<grpc::Status> status(kPrompts);
+  std::vector<std::vector<int32_t>> got(kPrompts);
+  absl::Mutex mu;
+  int first_chunks = 0;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kPrompts; ++i) {
+    clients.emplace_back([&, i] {
+      grpc::ClientContext context;
+      v1::GenerateRequest request = Request(Prompt(300 + i), kMaxTokens);
+      auto reader = stub_->GenerateStream(&context, request);
+      v1::GenerateStreamResponse chunk;
+      bool first = true;
+      while (reader->Read(&chunk)) {
+        got[i].insert(got[i].end(), chunk.token_ids().begin(), chunk.token_ids().end());
+        if (first) {
+          absl::MutexLock lock(&mu);
+          ++first_chunks;
+        }
+        first = false;
+      }
+      status[i] = reader->Finish();
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.AwaitWithTimeout(absl::Condition(
+                            +[](int* n) { return *n >= kPrompts; }, &first_chunks),
+                        absl::Seconds(120));
+  }
+  // Drain everything: the router and then the workers get SIGTERM.
+  cluster_->Stop(absl::Seconds(60));
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < kPrompts; ++i) {
+    ASSERT_TRUE(status[i].ok()) << i << ": " << status[i].error_message();
+    EXPECT_EQ(got[i], Reference(Prompt(300 + i), kMaxTokens));
+  }
+}
+
+}  // namespace
+}  // namespace dspark

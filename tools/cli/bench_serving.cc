@@ -1,0 +1,427 @@
+// dspark bench serving [--model M] [--prompts SET|FILE.jsonl] [--num-prompts P]
+//   [--max-tokens N] [--concurrency 1,16 | --sweep] [--rate R] [--seed S]
+//   [--modes inprocess,router,direct] [--drafter KIND] [--json FILE]
+// A load generator for the serving path, every mode in one run:
+//   inprocess  a SpecEngine in this process (the model's committed drafter,
+//              confidence scheduler), no RPC at all;
+//   router     a local cluster (router + 1 verify + 1 draft worker, separate
+//              processes over gRPC), requests through dspark.v1 GenerateStream;
+//   direct     the same cluster's verify worker called directly (internal
+//              VerifyWorker.Generate), which isolates what the router adds.
+// Closed loop at each --concurrency (that many requests always in flight),
+// or open loop with Poisson arrivals at --rate requests/s. Prompts: a held-out
+// set name (chat-templated) or a JSONL file of {"prompt": "..."} user
+// messages. Reports TTFT, inter-token latency (per request: (e2e - TTFT) /
+// (tokens - 1)) and end-to-end latency p50/p99, output tokens/s, tokens per
+// target step, and each mode's throughput relative to in-process.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/base/status_macros.h"
+#include "common/rpc/channel.h"
+#include "common/tokenizer/tokenizer.h"
+#include "deploy/local_cluster/local_cluster.h"
+#include "dspark/internal/v1/verify.grpc.pb.h"
+#include "dspark/v1/generation.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/model_loading.h"
+#include "tools/cli/prompt_sets.h"
+#include "tools/cli/spec_setup.h"
+#include "verify_worker/spec_engine/spec_engine.h"
+
+namespace dspark::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t0, Clock::time_point t) {
+  return std::chrono::duration<double>(t - t0).count();
+}
+
+// One request's timeline, seconds from its submission.
+struct Timing {
+  double ttft = -1;  // first token
+  double e2e = 0;    // last event
+  int tokens = 0;
+  int64_t target_steps = 0;
+  std::string error;
+};
+
+struct Load {
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<int32_t> stop_ids;
+  int max_tokens = 128;
+  int concurrency = 1;  // closed loop
+  double rate = 0;      // > 0: open loop, Poisson arrivals
+  uint64_t seed = 1;
+};
+
+// Submission offsets (seconds) for an open-loop run; empty for closed loop.
+std::vector<double> Arrivals(const Load& load) {
+  std::vector<double> at;
+  if (load.rate <= 0) return at;
+  std::mt19937_64 rng(load.seed);
+  std::exponential_distribution<double> gap(load.rate);
+  double t = 0;
+  for (size_t i = 0; i < load.prompts.size(); ++i) at.push_back(t += gap(rng));
+  return at;
+}
+
+// Drives `one(i)` per prompt from client threads: `concurrency` threads in a
+// closed loop, or one thread per request released at its arrival time.
+void Drive(const Load& load, const std::function<Timing(int)>& one, std::vector<Timing>* out) {
+  const int n = static_cast<int>(load.prompts.size());
+  out->assign(n, {});
+  std::vector<double> at = Arrivals(load);
+  std::vector<std::thread> threads;
+  if (at.empty()) {
+    std::atomic<int> next{0};
+    for (int t = 0; t < load.concurrency; ++t) {
+      threads.emplace_back([&] {
+        for (int i = next++; i < n; i = next++) (*out)[i] = one(i);
+      });
+    }
+  } else {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      std::this_thread::sleep_until(t0 + std::chrono::duration<double>(at[i]));  // the arrival
+      threads.emplace_back([&, i] { (*out)[i] = one(i); });
+    }
+  }
+  for (auto& t : threads) t.join();
+}
+
+// The in-process engine as a thread-safe service for Drive's client threads.
+class InProcess {
+ public:
+  InProcess(engine::Model* model, drafter::Drafter* drafter, scheduler::StepScheduler* sched,
+            int max_running)
+      : cache_(model->NewKvCache({})),
+        engine_(model, cache_.get(), drafter, sched, nullptr, {.max_running = max_running}),
+        loop_([this] { Loop(); }) {}
+  ~InProcess() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    loop_.join();
+  }
+
+  Timing Run(spec::SpecRequest request) {
+    Slot slot;
+    slot.t0 = Clock::now();
+    {
+      absl::MutexLock lock(&mu_);
+      inbox_.push_back({std::move(request), &slot});
+      mu_.Await(absl::Condition(&slot.done));
+    }
+    return slot.timing;
+  }
+
+ private:
+  struct Slot {
+    Clock::time_point t0;
+    Timing timing;
+    bool done = false;
+  };
+
+  void Loop() {
+    std::map<spec::RequestId, Slot*> live;
+    std::vector<spec::SpecEvent> events;
+    while (true) {
+      std::vector<std::pair<spec::SpecRequest, Slot*>> incoming;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stop_ || !inbox_.empty() || engine_.HasWork();
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        incoming.swap(inbox_);
+      }
+      for (auto& [request, slot] : incoming) {
+        absl::StatusOr<spec::RequestId> id = engine_.Add(std::move(request));
+        if (!id.ok()) {
+          absl::MutexLock lock(&mu_);
+          slot->timing.error = id.status().ToString();
+          slot->done = true;
+          continue;
+        }
+        live[*id] = slot;
+      }
+      events.clear();
+      absl::Status st = engine_.Step(&events);
+      const auto now = Clock::now();
+      absl::MutexLock lock(&mu_);
+      for (const spec::SpecEvent& e : events) {
+        Slot* slot = live.at(e.id);
+        if (!e.tokens.empty() && slot->timing.ttft < 0) slot->timing.ttft = Since(slot->t0, now);
+        slot->timing.tokens += static_cast<int>(e.tokens.size());
+        if (e.finish == spec::FinishReason::kNone && st.ok()) continue;
+        slot->timing.e2e = Since(slot->t0, now);
+        slot->timing.target_steps = e.counters.decode_steps + 1;
+        if (e.finish == spec::FinishReason::kError) slot->timing.error = e.error.ToString();
+        slot->done = true;
+        live.erase(e.id);
+      }
+    }
+  }
+
+  std::unique_ptr<engine::KvCache> cache_;
+  spec::SpecEngine engine_;  // step-loop thread only
+  absl::Mutex mu_;
+  std::vector<std::pair<spec::SpecRequest, Slot*>> inbox_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread loop_;
+};
+
+Timing ViaRouter(v1::Generation::Stub* stub, const Load& load, int i) {
+  v1::GenerateRequest request;
+  for (int32_t t : load.prompts[i]) request.mutable_token_ids()->add_ids(t);
+  request.mutable_stop()->set_max_tokens(load.max_tokens);
+  Timing timing;
+  const auto t0 = Clock::now();
+  grpc::ClientContext context;
+  auto reader = stub->GenerateStream(&context, request);
+  v1::GenerateStreamResponse chunk;
+  while (reader->Read(&chunk)) {
+    if (chunk.token_ids_size() > 0 && timing.ttft < 0) timing.ttft = Since(t0, Clock::now());
+    timing.tokens += chunk.token_ids_size();
+    if (chunk.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      timing.target_steps = chunk.speculation().target_steps();
+    }
+  }
+  grpc::Status st = reader->Finish();
+  timing.e2e = Since(t0, Clock::now());
+  if (!st.ok()) timing.error = st.error_message();
+  return timing;
+}
+
+Timing Direct(internal::v1::VerifyWorker::Stub* stub, const std::string& draft_worker,
+              const Load& load, int i) {
+  internal::v1::SessionRequest request;
+  for (int32_t t : load.prompts[i]) request.add_prompt(t);
+  request.set_max_tokens(load.max_tokens);
+  for (int32_t t : load.stop_ids) request.add_stop_token_ids(t);
+  request.set_speculation_enabled(!draft_worker.empty());
+  request.set_draft_worker(draft_worker);
+  request.mutable_sampling()->set_top_p(1.0f);
+  Timing timing;
+  const auto t0 = Clock::now();
+  grpc::ClientContext context;
+  auto reader = stub->Generate(&context, request);
+  internal::v1::SessionEvent event;
+  while (reader->Read(&event)) {
+    if (event.token_ids_size() > 0 && timing.ttft < 0) timing.ttft = Since(t0, Clock::now());
+    timing.tokens += event.token_ids_size();
+    if (event.finish() != internal::v1::SESSION_FINISH_NONE) timing.target_steps = event.target_steps();
+  }
+  grpc::Status st = reader->Finish();
+  timing.e2e = Since(t0, Clock::now());
+  if (!st.ok()) timing.error = st.error_message();
+  return timing;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[k];
+}
+
+struct Row {
+  std::string mode;
+  int concurrency = 0;
+  double rate = 0;
+  double wall = 0;
+  std::vector<Timing> timings;
+};
+
+nlohmann::json Summarize(const Row& row, double inprocess_tps) {
+  std::vector<double> ttft, itl, e2e;
+  int64_t tokens = 0, steps = 0, errors = 0;
+  for (const Timing& t : row.timings) {
+    if (!t.error.empty()) {
+      ++errors;
+      continue;
+    }
+    tokens += t.tokens;
+    steps += t.target_steps;
+    ttft.push_back(t.ttft * 1e3);
+    e2e.push_back(t.e2e);
+    if (t.tokens > 1) itl.push_back((t.e2e - t.ttft) * 1e3 / (t.tokens - 1));
+  }
+  const double tps = tokens / std::max(row.wall, 1e-9);
+  return {{"mode", row.mode},         {"concurrency", row.concurrency},
+          {"rate", row.rate},         {"requests", row.timings.size()},
+          {"errors", errors},         {"output_tok_s", tps},
+          {"vs_inprocess", inprocess_tps > 0 ? tps / inprocess_tps : 0.0},
+          {"ttft_ms_p50", Percentile(ttft, 0.5)}, {"ttft_ms_p99", Percentile(ttft, 0.99)},
+          {"itl_ms_p50", Percentile(itl, 0.5)},   {"itl_ms_p99", Percentile(itl, 0.99)},
+          {"e2e_s_p50", Percentile(e2e, 0.5)},    {"e2e_s_p99", Percentile(e2e, 0.99)},
+          {"tokens_per_step", steps > 0 ? static_cast<double>(tokens) / steps : 0.0}};
+}
+
+void PrintRow(const nlohmann::json& j) {
+  std::printf("| %s | %s | %d | %d | %.1f | %.2fx | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.2f |\n",
+              j["mode"].get<std::string>().c_str(),
+              j["rate"].get<double>() > 0 ? absl::StrCat(j["rate"].get<double>(), "/s").c_str()
+                                          : absl::StrCat(j["concurrency"].get<int>()).c_str(),
+              j["requests"].get<int>(), j["errors"].get<int>(), j["output_tok_s"].get<double>(),
+              j["vs_inprocess"].get<double>(), j["ttft_ms_p50"].get<double>(),
+              j["ttft_ms_p99"].get<double>(), j["itl_ms_p50"].get<double>(),
+              j["itl_ms_p99"].get<double>(), j["e2e_s_p50"].get<double>(),
+              j["e2e_s_p99"].get<double>(), j["tokens_per_step"].get<double>());
+  std::fflush(stdout);
+}
+
+absl::StatusOr<std::vector<std::string>> LoadMessages(const std::string& spec) {
+  if (!absl::EndsWith(spec, ".jsonl")) return LoadPromptSet(DefaultDataDir(), spec);
+  std::ifstream in(spec);
+  if (!in) return absl::NotFoundError("cannot read " + spec);
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("prompt") || !j["prompt"].is_string()) {
+      return absl::InvalidArgumentError(spec + ": each line needs {\"prompt\": \"...\"}");
+    }
+    out.push_back(j["prompt"].get<std::string>());
+  }
+  if (out.empty()) return absl::InvalidArgumentError(spec + " has no prompts");
+  return out;
+}
+
+std::string BinDir() {
+  return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
+}
+
+absl::Status Run(const Args& args) {
+  const std::string model_arg = args.Get("model", "smollm2-135m-instruct");
+  DSPARK_ASSIGN_OR_RETURN(std::vector<std::string> messages,
+                          LoadMessages(args.Get("prompts", "mt_bench")));
+  DSPARK_ASSIGN_OR_RETURN(int64_t num_prompts, args.GetInt("num-prompts", 32));
+  DSPARK_ASSIGN_OR_RETURN(int64_t max_tokens, args.GetInt("max-tokens", 128));
+  DSPARK_ASSIGN_OR_RETURN(double rate, args.GetDouble("rate", 0));
+  DSPARK_ASSIGN_OR_RETURN(int64_t seed, args.GetInt("seed", 1));
+  if (num_prompts < 1 || max_tokens < 1 || rate < 0) {
+    return absl::InvalidArgumentError("--num-prompts, --max-tokens >= 1; --rate >= 0");
+  }
+  std::vector<int> levels;
+  const std::string level_text =
+      args.Has("sweep") ? "1,2,4,8,16,32,64" : args.Get("concurrency", "1,16");
+  for (absl::string_view part : absl::StrSplit(level_text, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--concurrency: bad value '", part, "'"));
+    }
+    levels.push_back(v);
+  }
+  if (rate > 0) levels = {0};
+  std::vector<std::string> modes = absl::StrSplit(args.Get("modes", "inprocess,router,direct"), ',');
+
+  DSPARK_ASSIGN_OR_RETURN(auto model, LoadModelFromArgs(args));
+  DSPARK_ASSIGN_OR_RETURN(auto tok, LoadModelTokenizer(*model));
+  Load load{.max_tokens = static_cast<int>(max_tokens), .rate = rate,
+            .seed = static_cast<uint64_t>(seed)};
+  load.stop_ids = tok->eos_ids();
+  for (size_t i = 0; i < static_cast<size_t>(num_prompts); ++i) {
+    DSPARK_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                            ChatPromptIds(*tok, messages[i % messages.size()]));
+    load.prompts.push_back(std::move(ids));
+  }
+
+  std::unique_ptr<deploy::LocalCluster> cluster;
+  const bool need_cluster = std::count(modes.begin(), modes.end(), "router") +
+                                std::count(modes.begin(), modes.end(), "direct") > 0;
+  if (need_cluster) {
+    deploy::LocalClusterOptions options{.bin_dir = BinDir(), .model = model_arg};
+    if (args.Has("drafter")) options.draft_flags.push_back("--drafter=" + args.Get("drafter"));
+    std::fprintf(stderr, "[bench serving] starting a local cluster...\n");
+    DSPARK_ASSIGN_OR_RETURN(cluster, deploy::LocalCluster::Start(options));
+  }
+  std::string drafter_kind;
+  DSPARK_ASSIGN_OR_RETURN(auto drafter, MakeDrafterFromArgs(args, args.Get("drafter", "auto"),
+                                                            model.get(), &drafter_kind));
+  DSPARK_ASSIGN_OR_RETURN(scheduler::CostTable table, CostTableFromArgs(args, model.get()));
+  DSPARK_ASSIGN_OR_RETURN(auto sched, MakeSchedulerFromArgs(drafter ? "confidence" : "off", 0, table));
+
+  std::printf("## bench serving: %s, %zu prompts (%s), greedy, max %d tokens, drafter %s\n\n",
+              model_arg.c_str(), load.prompts.size(), args.Get("prompts", "mt_bench").c_str(),
+              load.max_tokens, drafter_kind.c_str());
+  std::printf("| mode | concurrency | requests | errors | output tok/s | vs in-process | "
+              "TTFT ms p50 / p99 | ITL ms p50 / p99 | e2e s p50 / p99 | tokens / target step |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n");
+  nlohmann::json all = nlohmann::json::array();
+  for (int level : levels) {
+    load.concurrency = std::max(level, 1);
+    double inprocess_tps = 0;
+    for (const std::string& mode : modes) {
+      Row row{.mode = mode, .concurrency = level, .rate = rate};
+      const auto t0 = Clock::now();
+      if (mode == "inprocess") {
+        InProcess engine(model.get(), drafter.get(), sched.get(), 64);
+        Drive(load, [&](int i) {
+          spec::SpecRequest request;
+          request.prompt = load.prompts[i];
+          request.max_tokens = load.max_tokens;
+          request.stop_ids = load.stop_ids;
+          return engine.Run(std::move(request));
+        }, &row.timings);
+      } else if (mode == "router") {
+        auto stub = v1::Generation::NewStub(rpc::MakeChannel(cluster->router().grpc));
+        Drive(load, [&](int i) { return ViaRouter(stub.get(), load, i); }, &row.timings);
+      } else if (mode == "direct") {
+        const auto* verify = cluster->processes(deploy::LocalCluster::Role::kVerify)[0];
+        const auto drafts = cluster->processes(deploy::LocalCluster::Role::kDraft);
+        const std::string draft = drafts.empty() ? "" : drafts[0]->grpc;
+        auto stub = internal::v1::VerifyWorker::NewStub(rpc::MakeChannel(verify->grpc));
+        Drive(load, [&](int i) { return Direct(stub.get(), draft, load, i); }, &row.timings);
+      } else {
+        return absl::InvalidArgumentError("--modes: unknown mode '" + mode + "'");
+      }
+      row.wall = Since(t0, Clock::now());
+      nlohmann::json j = Summarize(row, inprocess_tps);
+      if (mode == "inprocess") {
+        inprocess_tps = j["output_tok_s"].get<double>();
+        j["vs_inprocess"] = 1.0;
+      }
+      PrintRow(j);
+      all.push_back(j);
+    }
+  }
+  if (cluster) cluster->Stop(absl::Seconds(30));
+  if (args.Has("json")) {
+    std::ofstream(args.Get("json")) << all.dump(2) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int BenchServingCommand(const std::vector<std::string>& argv) {
+  absl::StatusOr<Args> args = Args::Parse(
+      argv,
+      {"model", "prompts", "num-prompts", "max-tokens", "concurrency", "rate", "seed", "modes",
+       "drafter", "drafter-path", "draft-layers", "cost-table", "threads", "json"},
+      {"sweep", "exact"});
+  if (!args.ok()) return ExitCode("bench serving", args.status());
+  return ExitCode("bench serving", Run(*args));
+}
+
+}  // namespace dspark::cli
