@@ -27,6 +27,13 @@ struct RopeParams {
 // Rotates x [num_heads, head_dim] for position `pos` in place.
 void ApplyRope(float* x, int num_heads, int head_dim, int64_t pos, const RopeParams& params);
 
+// ApplyRope in two steps, so that a forward computes a position's angles
+// once for all layers and for both q and k (same results, bit for bit):
+// cs, sn [head_dim / 2] = cos, sin of the rotation angles at `pos`.
+void RopeAngles(int head_dim, int64_t pos, const RopeParams& params, float* cs, float* sn);
+void ApplyRopeAngles(float* x, int num_heads, int head_dim, bool neox, const float* cs,
+                     const float* sn);
+
 void SiluMul(float* gate, const float* up, int64_t n);      // gate = silu(gate) * up
 void GeluTanhMul(float* gate, const float* up, int64_t n);  // gate = gelu_tanh(gate) * up
 
@@ -40,9 +47,10 @@ struct AttentionParams {
 };
 
 // out [num_heads, head_dim] = causal attention of q [num_heads, head_dim]
-// (head `h` only when h >= 0, else all heads) at position `pos` of `seq`,
-// over cache positions up to and including pos. `scratch` is resized as needed.
-void AttendOne(const float* q, const KvCache& cache, int layer, SeqId seq, int64_t pos,
-               const AttentionParams& params, int head, float* out, std::vector<float>* scratch);
+// (head `h` only when h >= 0, else all heads) at position `pos`, over keys
+// and values at positions [0, pos]: keys[p], values[p] -> the cache entry
+// [num_kv_heads, head_dim] of position p (cpu::AttendHead per head).
+void AttendOne(const float* q, const float* const* keys, const float* const* values, int64_t pos,
+               const AttentionParams& params, int head, float* out);
 
 }  // namespace dspark::engine

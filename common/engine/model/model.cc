@@ -1,5 +1,6 @@
 #include "common/engine/model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -233,6 +234,36 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
   std::vector<float> x(T * dim), h(T * dim), q(T * q_dim), k(T * kv_dim), v(T * kv_dim);
   std::vector<float> attn(T * q_dim), g(T * c.ffn_dim), u(T * c.ffn_dim);
   Embed(ids, x.data());  // [T, dim]
+  // RoPE angles of every token, [2][T][cos half | sin half] for global
+  // ([0]) and sliding-window ([1]) layers: computed once, not per layer.
+  const int64_t half = hd / 2;
+  std::vector<float> rope_angles[2];
+  for (int local = 0; local < 2; ++local) {
+    if (local == 1 && std::find(c.layer_is_sliding.begin(), c.layer_is_sliding.end(), true) ==
+                          c.layer_is_sliding.end()) {
+      break;
+    }
+    const RopeParams rope{
+        .neox = c.rope_neox,
+        .base = local ? c.rope_base_local : c.rope_base,
+        .linear_factor = local ? 1.0f : c.rope_linear_factor,
+        .freq_factors = c.rope_freq_factors.empty() ? nullptr : c.rope_freq_factors.data()};
+    rope_angles[local].resize(2 * T * half);
+    for (int64_t t = 0; t < T; ++t) {
+      float* cs = &rope_angles[local][2 * t * half];
+      RopeAngles(static_cast<int>(hd), pos_of[t], rope, cs, cs + half);
+    }
+  }
+  // Per layer, pointers to each sequence's cache entries [0, final length):
+  // token t's keys start at key_ptrs[ptr_base_of[t]].
+  std::vector<int64_t> seq_ptr_base(batch.seqs.size()), ptr_base_of(T);
+  int64_t num_ptrs = 0;
+  for (size_t si = 0, t = 0; si < batch.seqs.size(); ++si) {
+    seq_ptr_base[si] = num_ptrs;
+    for (size_t i = 0; i < batch.seqs[si].tokens.size(); ++i) ptr_base_of[t++] = num_ptrs;
+    num_ptrs += old_len[si] + static_cast<int64_t>(batch.seqs[si].tokens.size());
+  }
+  std::vector<const float*> key_ptrs(num_ptrs), value_ptrs(num_ptrs);
   const int ncap = static_cast<int>(batch.capture_layers.size());
   out->features.assign(feature_tokens.size() * ncap * dim, 0.0f);
 
@@ -242,14 +273,8 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
     for (int64_t t = 0; t < T; ++t) {
       RmsNorm(&x[t * dim], l.attn_norm.data(), c.norm_weight_offset, dim, c.rms_eps, &h[t * dim]);
     }
-    cpu::MatMul(*l.wq, h.data(), T, q.data(), mode, pool_.get());
-    cpu::MatMul(*l.wk, h.data(), T, k.data(), mode, pool_.get());
-    cpu::MatMul(*l.wv, h.data(), T, v.data(), mode, pool_.get());
-    const RopeParams rope{
-        .neox = c.rope_neox,
-        .base = sliding ? c.rope_base_local : c.rope_base,
-        .linear_factor = sliding ? 1.0f : c.rope_linear_factor,
-        .freq_factors = c.rope_freq_factors.empty() ? nullptr : c.rope_freq_factors.data()};
+    const cpu::MatMulTarget qkv[] = {{l.wq, q.data()}, {l.wk, k.data()}, {l.wv, v.data()}};
+    cpu::MatMulShared(qkv, 3, h.data(), T, mode, pool_.get());
     for (int64_t t = 0; t < T; ++t) {
       float* qt = &q[t * q_dim];
       float* kt = &k[t * kv_dim];
@@ -267,8 +292,9 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
           RmsNorm(kt + hh * hd, l.k_norm.data(), c.norm_weight_offset, hd, c.rms_eps, kt + hh * hd);
         }
       }
-      ApplyRope(qt, c.num_heads, hd, pos_of[t], rope);
-      ApplyRope(kt, c.num_kv_heads, hd, pos_of[t], rope);
+      const float* cs = &rope_angles[sliding][2 * t * half];
+      ApplyRopeAngles(qt, c.num_heads, hd, c.rope_neox, cs, cs + half);
+      ApplyRopeAngles(kt, c.num_kv_heads, hd, c.rope_neox, cs, cs + half);
       std::memcpy(cache->Key(li, seq_of[t], pos_of[t]), kt, kv_dim * sizeof(float));
       std::memcpy(cache->Value(li, seq_of[t], pos_of[t]), vt, kv_dim * sizeof(float));
     }
@@ -278,14 +304,21 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
                              .scale = c.attn_scale,
                              .softcap = c.attn_softcap,
                              .window = sliding ? c.sliding_window : 0};
+    for (size_t si = 0; si < batch.seqs.size(); ++si) {
+      const SeqId seq = batch.seqs[si].seq;
+      const int64_t len = old_len[si] + static_cast<int64_t>(batch.seqs[si].tokens.size());
+      for (int64_t p = 0; p < len; ++p) {
+        key_ptrs[seq_ptr_base[si] + p] = cache->Key(li, seq, p);
+        value_ptrs[seq_ptr_base[si] + p] = cache->Value(li, seq, p);
+      }
+    }
     // Threads split (token, head) outputs; each is reduced by one thread.
     pool_->ParallelFor(T * c.num_heads, [&](int64_t begin, int64_t end) {
-      std::vector<float> scratch;
       for (int64_t i = begin; i < end; ++i) {
         const int64_t t = i / c.num_heads;
         const int head = static_cast<int>(i % c.num_heads);
-        AttendOne(&q[t * q_dim], *cache, li, seq_of[t], pos_of[t], ap, head, &attn[t * q_dim],
-                  &scratch);
+        AttendOne(&q[t * q_dim], &key_ptrs[ptr_base_of[t]], &value_ptrs[ptr_base_of[t]], pos_of[t],
+                  ap, head, &attn[t * q_dim]);
       }
     });
     cpu::MatMul(*l.wo, attn.data(), T, h.data(), mode, pool_.get());
@@ -298,8 +331,8 @@ absl::Status Model::Forward(const ForwardBatch& batch, KvCache* cache, ForwardOu
       for (int64_t i = 0; i < dim; ++i) xt[i] += ht[i];
       RmsNorm(xt, l.ffn_norm.data(), c.norm_weight_offset, dim, c.rms_eps, ht);
     }
-    cpu::MatMul(*l.gate, h.data(), T, g.data(), mode, pool_.get());
-    cpu::MatMul(*l.up, h.data(), T, u.data(), mode, pool_.get());
+    const cpu::MatMulTarget gate_up[] = {{l.gate, g.data()}, {l.up, u.data()}};
+    cpu::MatMulShared(gate_up, 2, h.data(), T, mode, pool_.get());
     if (c.activation == Activation::kSilu) {
       SiluMul(g.data(), u.data(), T * c.ffn_dim);
     } else {

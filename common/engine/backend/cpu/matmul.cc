@@ -1,7 +1,9 @@
-// MatMul: picks the type's row kernel for the active ISA, quantizes the
-// activations once per token (kInt8) and splits output rows over the pool.
+// MatMul / MatMulShared: picks each weight's row kernel for the ISA,
+// quantizes the activations once per token and layout (kInt8) and splits the
+// output rows over the pool.
 #include "common/engine/backend/cpu/matmul.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -22,6 +24,9 @@ constexpr int64_t kRowGrain = 16;
 // Below this many weight bytes times tokens a second thread costs more to
 // wake than it saves.
 constexpr int64_t kMinParallelBytes = 48 * 1024;
+// Fewer tokens than this are quantized by the calling thread alone: a few
+// microseconds, less than waking the pool and waiting for it once more.
+constexpr int64_t kMinParallelQuantizeTokens = 16;
 
 // Grow-only, 64-byte-aligned scratch for quantized activations, one per
 // calling thread (workers only read it during that thread's ParallelFor).
@@ -61,58 +66,114 @@ void MatMul(const TensorView& w, const float* x, int64_t n, float* y, Activation
 
 void MatMul(const TensorView& w, const float* x, int64_t n, float* y, ActivationMode mode,
             ThreadPool* pool, Isa isa) {
-  if (n <= 0) return;
-  const TypeKernels& k = KernelsFor(w);
-  DSPARK_CHECK(IsaSupported(isa)) << IsaName(isa);
-  const int64_t rows = w.rows(), cols = w.cols();
-  DSPARK_CHECK(cols % k.block_size == 0) << w.name << ": " << cols << " columns";
-  const int isa_index = static_cast<int>(isa);
-  const bool int8 = mode == ActivationMode::kInt8 && k.int8[isa_index] != nullptr;
-  const bool parallel = pool != nullptr && pool->num_threads() > 1;
+  const MatMulTarget target{&w, y};
+  MatMulShared(&target, 1, x, n, mode, pool, isa);
+}
 
-  RowsArgs a;
-  a.w = w.data;
-  a.row_bytes = RowBytes(w.type, cols);
-  a.cols = cols;
-  a.n = n;
-  a.y = y;
-  a.ldy = rows;
-  if (int8) {
-    const int64_t stride = quant::ActBytesPerToken(k.int8_format, cols);
-    uint8_t* buf = t_scratch.Get(n * stride);
+void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_t n,
+                  ActivationMode mode, ThreadPool* pool) {
+  MatMulShared(targets, count, x, n, mode, pool, ActiveIsa());
+}
+
+void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_t n,
+                  ActivationMode mode, ThreadPool* pool, Isa isa) {
+  if (n <= 0 || count <= 0) return;
+  DSPARK_CHECK(count <= kMaxSharedTargets) << count << " matmul targets";
+  DSPARK_CHECK(IsaSupported(isa)) << IsaName(isa);
+  const int isa_index = static_cast<int>(isa);
+  const bool parallel = pool != nullptr && pool->num_threads() > 1;
+  const int64_t cols = targets[0].w->cols();
+
+  // Distinct int8 activation layouts among the targets, each quantized once.
+  struct Layout {
+    quant::ActFormat format;
+    int offset;
+    int64_t stride;  // bytes per token
+    int64_t start;   // byte offset in the scratch buffer
+  };
+  Layout layouts[kMaxSharedTargets];
+  int num_layouts = 0;
+  int64_t scratch_bytes = 0;
+  quant::RowsKernel kernels[kMaxSharedTargets];
+  RowsArgs args[kMaxSharedTargets];
+  int layout_of[kMaxSharedTargets];
+  int64_t total_rows = 0, work = 0;
+  for (int i = 0; i < count; ++i) {
+    const TensorView& w = *targets[i].w;
+    const TypeKernels& k = KernelsFor(w);
+    DSPARK_CHECK(w.cols() == cols) << w.name << ": " << w.cols() << " columns, not " << cols;
+    DSPARK_CHECK(cols % k.block_size == 0) << w.name << ": " << cols << " columns";
+    const bool int8 = mode == ActivationMode::kInt8 && k.int8[isa_index] != nullptr;
+    kernels[i] = int8 ? k.int8[isa_index] : k.exact[isa_index];
+    RowsArgs& a = args[i];
+    a.w = w.data;
+    a.row_bytes = RowBytes(w.type, cols);
+    a.cols = cols;
+    a.n = n;
+    a.y = targets[i].y;
+    a.ldy = w.rows();
+    total_rows += w.rows();
+    work += w.rows() * a.row_bytes * n;
+    layout_of[i] = -1;
+    if (!int8) {
+      a.x = reinterpret_cast<const uint8_t*>(x);
+      a.x_stride = cols * static_cast<int64_t>(sizeof(float));
+      continue;
+    }
+    for (int l = 0; l < num_layouts; ++l) {
+      if (layouts[l].format == k.int8_format && layouts[l].offset == k.int8_offset)
+        layout_of[i] = l;
+    }
+    if (layout_of[i] < 0) {
+      const int64_t stride = quant::ActBytesPerToken(k.int8_format, cols);
+      layouts[num_layouts] = {k.int8_format, k.int8_offset, stride, scratch_bytes};
+      scratch_bytes += n * stride;
+      layout_of[i] = num_layouts++;
+    }
+  }
+
+  if (num_layouts > 0) {
+    uint8_t* buf = t_scratch.Get(scratch_bytes);
     auto quantize = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        quant::QuantizeActivations(k.int8_format, k.int8_offset, x + t * cols, cols,
-                                   buf + t * stride, isa);
+      for (int l = 0; l < num_layouts; ++l) {
+        const Layout& lay = layouts[l];
+        for (int64_t t = t0; t < t1; ++t) {
+          quant::QuantizeActivations(lay.format, lay.offset, x + t * cols, cols,
+                                     buf + lay.start + t * lay.stride, isa);
+        }
       }
     };
-    if (parallel && n >= 8) {
+    if (parallel && n >= kMinParallelQuantizeTokens) {
       pool->ParallelFor(n, quantize);
     } else {
       quantize(0, n);
     }
-    a.x = buf;
-    a.x_stride = stride;
-  } else {
-    a.x = reinterpret_cast<const uint8_t*>(x);
-    a.x_stride = cols * static_cast<int64_t>(sizeof(float));
+    for (int i = 0; i < count; ++i) {
+      if (layout_of[i] < 0) continue;
+      args[i].x = buf + layouts[layout_of[i]].start;
+      args[i].x_stride = layouts[layout_of[i]].stride;
+    }
   }
 
-  const quant::RowsKernel kernel = int8 ? k.int8[isa_index] : k.exact[isa_index];
-  if (parallel && rows > kRowGrain && rows * a.row_bytes * n >= kMinParallelBytes) {
-    pool->ParallelFor(
-        rows,
-        [&](int64_t begin, int64_t end) {
-          RowsArgs part = a;
-          part.row_begin = begin;
-          part.row_end = end;
-          kernel(part);
-        },
-        kRowGrain);
+  // Rows [begin, end) of the targets' outputs laid end to end.
+  auto run = [&](int64_t begin, int64_t end) {
+    int64_t first = 0;
+    for (int i = 0; i < count; ++i) {
+      const int64_t rows = args[i].ldy;
+      const int64_t b = std::max(begin, first), e = std::min(end, first + rows);
+      if (b < e) {
+        RowsArgs part = args[i];
+        part.row_begin = b - first;
+        part.row_end = e - first;
+        kernels[i](part);
+      }
+      first += rows;
+    }
+  };
+  if (parallel && total_rows > kRowGrain && work >= kMinParallelBytes) {
+    pool->ParallelFor(total_rows, run, kRowGrain);
   } else {
-    a.row_begin = 0;
-    a.row_end = rows;
-    kernel(a);
+    run(0, total_rows);
   }
 }
 

@@ -36,6 +36,21 @@ void MatMul(const TensorView& w, const float* x, int64_t n, float* y, Activation
 void MatMul(const TensorView& w, const float* x, int64_t n, float* y, ActivationMode mode,
             ThreadPool* pool, Isa isa);
 
+// Several weights applied to one input, y_i[n, out_i] = x[n, in] * w_i^T
+// (Q, K and V of a layer; gate and up): the activations are quantized once
+// per distinct int8 format, and the rows of all outputs are split over the
+// pool in one pass (one wake-up instead of one per matrix). Each y_i is
+// bit-identical to MatMul(*w_i, ...). At most kMaxSharedTargets targets.
+struct MatMulTarget {
+  const TensorView* w = nullptr;  // {out_i, in}
+  float* y = nullptr;             // [n, out_i]
+};
+inline constexpr int kMaxSharedTargets = 4;
+void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_t n,
+                  ActivationMode mode, ThreadPool* pool);
+void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_t n,
+                  ActivationMode mode, ThreadPool* pool, Isa isa);
+
 // out[cols] = row `row` of w, de-quantized (embedding lookups).
 void DequantizeRow(const TensorView& w, int64_t row, float* out);
 

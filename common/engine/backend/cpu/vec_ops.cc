@@ -1,5 +1,9 @@
 #include "common/engine/backend/cpu/vec_ops.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "common/engine/backend/cpu/exp_simd.h"
 #include "common/engine/backend/cpu/quant/simd.h"
 
 namespace dspark::engine::cpu {
@@ -66,7 +70,45 @@ DSPARK_TARGET_AVX2 void AxpyAvx2(float alpha, const float* x, float* y, int64_t 
     y[i] = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(alpha), _mm_set_ss(x[i]), _mm_set_ss(y[i])));
 }
 
+DSPARK_TARGET_AVX512 void SiluMulAvx512(float* gate, const float* up, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 e = ExpAvx512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    const __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
+DSPARK_TARGET_AVX2 void SiluMulAvx2(float* gate, const float* up, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256i m =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(8, n - i))), lane);
+    const __m256 g = _mm256_maskload_ps(gate + i, m);
+    const __m256 e = ExpAvx2(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    const __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+    _mm256_maskstore_ps(gate + i, m, _mm256_mul_ps(s, _mm256_maskload_ps(up + i, m)));
+  }
+}
+
 }  // namespace
+
+void SiluMulF32(float* gate, const float* up, int64_t n, Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return SiluMulAvx512(gate, up, n);
+    case Isa::kAvx2:
+      return SiluMulAvx2(gate, up, n);
+    case Isa::kScalar:
+      break;
+  }
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void SiluMulF32(float* gate, const float* up, int64_t n) { SiluMulF32(gate, up, n, ActiveIsa()); }
 
 float DotF32(const float* a, const float* b, int64_t n, Isa isa) {
   switch (isa) {

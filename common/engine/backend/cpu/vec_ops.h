@@ -20,4 +20,10 @@ float DotF32(const float* a, const float* b, int64_t n, Isa isa);
 // y[i] += alpha * x[i] (one fused multiply-add per element on SIMD ISAs).
 void AxpyF32(float alpha, const float* x, float* y, int64_t n);
 
+// gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i],
+// each element on its own (a short last vector is masked, not scalar), so
+// an element's result does not depend on n or its index.
+void SiluMulF32(float* gate, const float* up, int64_t n);
+void SiluMulF32(float* gate, const float* up, int64_t n, Isa isa);
+
 }  // namespace dspark::engine::cpu

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/engine/backend/cpu/attention.h"
 #include "common/engine/backend/cpu/cpu_isa.h"
 #include "common/engine/backend/cpu/matmul.h"
 #include "common/engine/backend/cpu/testing/random_weights.h"
@@ -68,6 +69,43 @@ void BM_MatMul(benchmark::State& state, GgmlType type, ActivationMode mode) {
   state.SetLabel(std::string(IsaName(ActiveIsa())));
 }
 
+// One query head over `n` cached positions (head_dim 64, entries of 3 KV
+// heads as in SmolLM2), each position's entry at its own address.
+void BM_AttendHead(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int hd = static_cast<int>(state.range(1));
+  const int64_t entry = 3 * hd;
+  std::vector<float> kv(2 * n * entry);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist;
+  for (float& v : kv) v = dist(rng);
+  std::vector<const float*> keys(n), values(n);
+  for (int64_t p = 0; p < n; ++p) {
+    keys[p] = &kv[p * entry];
+    values[p] = &kv[(n + p) * entry];
+  }
+  std::vector<float> q(hd), out(hd);
+  for (float& v : q) v = dist(rng);
+  const AttentionArgs args{.keys = keys.data(),
+                           .values = values.data(),
+                           .n = n,
+                           .offset = hd,
+                           .head_dim = hd,
+                           .scale = 0.125f};
+  for (auto _ : state) {
+    AttendHead(args, q.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(4.0 * static_cast<double>(n * hd) * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(IsaName(ActiveIsa())));
+}
+BENCHMARK(BM_AttendHead)
+    ->ArgNames({"n", "hd"})
+    ->Args({192, 64})
+    ->Args({1024, 64})
+    ->Args({192, 256});
+
 // Round trip of one ParallelFor with an empty body: the fixed cost a
 // matmul pays for using the second thread.
 void BM_ParallelForOverhead(benchmark::State& state) {
@@ -111,6 +149,10 @@ const int kRegistered = [] {
   Register("Q8_0/int8/batch", GgmlType::kQ8_0, ActivationMode::kInt8, {{1536, 576}}, batch, false);
   Register("Q4_0/int8", GgmlType::kQ4_0, ActivationMode::kInt8, {{1536, 576}}, decode, false);
   Register("Q5_0/int8", GgmlType::kQ5_0, ActivationMode::kInt8, qwen, decode, false);
+  Register("Q5_0/int8/batch", GgmlType::kQ5_0, ActivationMode::kInt8, {{4864, 896}}, batch, false);
+  // Qwen2.5's 152k-row LM head (too big for any cache: always streams).
+  Register("Q8_0/int8/lm_head", GgmlType::kQ8_0, ActivationMode::kInt8, {{151936, 896}}, {1, 8},
+           false);
   Register("Q4_K/int8", GgmlType::kQ4_K, ActivationMode::kInt8, qwen_down, batch, true);
   Register("Q6_K/int8", GgmlType::kQ6_K, ActivationMode::kInt8, qwen_down, batch, true);
   Register("Q4_1/exact", GgmlType::kQ4_1, ActivationMode::kExact, {{1536, 576}}, {1, 8}, false);

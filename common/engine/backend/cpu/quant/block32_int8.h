@@ -15,6 +15,8 @@
 //   DecodeQScalar(blk, int32_t q[32], float* d, float* m)  q = stored q - offset
 //   DecodeGroupAvx2(blk[8], Avx2Group*)            r[k] lane b = row k of block b
 //   DecodeGroupAvx512(base, nbytes, Avx512Group*)  w[p] = rows 2p, 2p + 1
+// The decoders are DSPARK_ALWAYS_INLINE: GCC left the larger ones out of
+// line, and a call hands the group back through memory on every group.
 // Row k of a block is its elements 4k..4k+3 as unsigned bytes q (the
 // activation record's offset term removes kOffset). blk[] point at the 8
 // blocks (a row's short last group repeats its last block; the activations

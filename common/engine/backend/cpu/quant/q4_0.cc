@@ -61,7 +61,8 @@ struct Q4_0 {
       q[j + 16] = (blk[2 + j] >> 4) - 8;
     }
   }
-  DSPARK_TARGET_AVX2 static void DecodeGroupAvx2(const uint8_t* const* blk, Avx2Group* g) {
+  DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx2(const uint8_t* const* blk,
+                                                                      Avx2Group* g) {
     __m256i t[4];
     LoadTransposed8(blk, 2, t);
     SplitNibbles8(t, g->r);
@@ -72,8 +73,9 @@ struct Q4_0 {
     if (o < 2) return PayloadByte(kBlockBytes, 2, 2 * o, l);
     return l < 16 ? kBlockBytes * (l / 2) + l % 2 : -1;
   });
-  DSPARK_TARGET_AVX512 static void DecodeGroupAvx512(const uint8_t* base, int64_t nbytes,
-                                                     Avx512Group* g) {
+  DSPARK_TARGET_AVX512 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx512(const uint8_t* base,
+                                                                          int64_t nbytes,
+                                                                          Avx512Group* g) {
     __m512i v[3];
     GatherBytes(base, nbytes, kPlan, v);
     const __m512i m4 = _mm512_set1_epi8(0x0F);

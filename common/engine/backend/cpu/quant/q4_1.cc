@@ -65,7 +65,8 @@ struct Q4_1 {
       q[j + 16] = blk[4 + j] >> 4;
     }
   }
-  DSPARK_TARGET_AVX2 static void DecodeGroupAvx2(const uint8_t* const* blk, Avx2Group* g) {
+  DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx2(const uint8_t* const* blk,
+                                                                      Avx2Group* g) {
     __m256i t[4];
     LoadTransposed8(blk, 4, t);
     SplitNibbles8(t, g->r);
@@ -78,8 +79,9 @@ struct Q4_1 {
     if (l < 16) return kBlockBytes * (l / 2) + l % 2;
     return l < 32 ? kBlockBytes * ((l - 16) / 2) + 2 + l % 2 : -1;
   });
-  DSPARK_TARGET_AVX512 static void DecodeGroupAvx512(const uint8_t* base, int64_t nbytes,
-                                                     Avx512Group* g) {
+  DSPARK_TARGET_AVX512 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx512(const uint8_t* base,
+                                                                          int64_t nbytes,
+                                                                          Avx512Group* g) {
     __m512i v[3];
     GatherBytes(base, nbytes, kPlan, v);
     const __m512i m4 = _mm512_set1_epi8(0x0F);

@@ -81,7 +81,8 @@ struct Q5_0 {
   }
   // Fifth bits: group register k takes bits 4k..4k+3 of each lane's qh,
   // i.e. nibble k % 2 of byte k / 2, one bit per byte.
-  DSPARK_TARGET_AVX2 static void DecodeGroupAvx2(const uint8_t* const* blk, Avx2Group* g) {
+  DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx2(const uint8_t* const* blk,
+                                                                      Avx2Group* g) {
     __m256i t[4];
     LoadTransposed8(blk, 6, t);
     SplitNibbles8(t, g->r);
@@ -111,8 +112,9 @@ struct Q5_0 {
     if (o == 2) return l < 16 ? kBlockBytes * (l / 2) + l % 2 : -1;
     return kBlockBytes * ((l % 32) / 4) + 2 + (o - 3);
   });
-  DSPARK_TARGET_AVX512 static void DecodeGroupAvx512(const uint8_t* base, int64_t nbytes,
-                                                     Avx512Group* g) {
+  DSPARK_TARGET_AVX512 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx512(const uint8_t* base,
+                                                                          int64_t nbytes,
+                                                                          Avx512Group* g) {
     __m512i v[7];
     GatherBytes(base, nbytes, kPlan, v);
     const __m512i m4 = _mm512_set1_epi8(0x0F);

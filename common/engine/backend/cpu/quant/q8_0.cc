@@ -55,7 +55,8 @@ struct Q8_0 {
     const int8_t* qs = reinterpret_cast<const int8_t*>(blk + 2);
     for (int j = 0; j < 32; ++j) q[j] = qs[j];
   }
-  DSPARK_TARGET_AVX2 static void DecodeGroupAvx2(const uint8_t* const* blk, Avx2Group* g) {
+  DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx2(const uint8_t* const* blk,
+                                                                      Avx2Group* g) {
     LoadTransposed8(blk, 2, g->s);
     LoadTransposed8(blk, 18, g->s + 4);
 #pragma GCC unroll 8
@@ -67,8 +68,9 @@ struct Q8_0 {
     if (o < 4) return PayloadByte(kBlockBytes, 2, 2 * o, l);
     return l < 16 ? kBlockBytes * (l / 2) + l % 2 : -1;
   });
-  DSPARK_TARGET_AVX512 static void DecodeGroupAvx512(const uint8_t* base, int64_t nbytes,
-                                                     Avx512Group* g) {
+  DSPARK_TARGET_AVX512 DSPARK_ALWAYS_INLINE static void DecodeGroupAvx512(const uint8_t* base,
+                                                                          int64_t nbytes,
+                                                                          Avx512Group* g) {
     __m512i v[5];
     GatherBytes(base, nbytes, kPlan, v);
 #pragma GCC unroll 4

@@ -230,6 +230,41 @@ TEST(MatMulIsaTest, Int8ScalarAndSimdAgreeClosely) {
   }
 }
 
+// Q/K/V-like targets sharing one input: two int8 layouts (Q5_0 and Q8_0
+// offsets), a float type and a K-quant would not share columns, so the mix
+// here is what a layer really has. Every output must equal its own MatMul.
+TEST(MatMulSharedTest, EachOutputEqualsItsOwnMatMulBitForBit) {
+  ThreadPool pool(2);
+  const int64_t cols = 512;
+  const RandomWeights a = MakeRandomWeights(GgmlType::kQ5_0, 200, cols, 1);
+  const RandomWeights b = MakeRandomWeights(GgmlType::kQ8_0, 72, cols, 2);
+  const RandomWeights c = MakeRandomWeights(GgmlType::kQ4_K, 40, cols, 3);
+  const RandomWeights d = MakeRandomWeights(GgmlType::kF16, 24, cols, 4);
+  const TensorView* ws[] = {&a.view, &b.view, &c.view, &d.view};
+  for (Isa isa : SupportedIsas()) {
+    for (ActivationMode mode : kModes) {
+      for (int64_t n : {1, 3, 8, 16, 19}) {
+        const std::vector<float> x = RandomActivations(n, cols, 10 + n);
+        std::vector<std::vector<float>> shared(4), own(4);
+        MatMulTarget targets[4];
+        for (int i = 0; i < 4; ++i) {
+          shared[i].assign(n * ws[i]->rows(), 0.0f);
+          own[i].assign(n * ws[i]->rows(), 1.0f);
+          targets[i] = {ws[i], shared[i].data()};
+          MatMul(*ws[i], x.data(), n, own[i].data(), mode, nullptr, isa);
+        }
+        for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          MatMulShared(targets, 4, x.data(), n, mode, p, isa);
+          for (int i = 0; i < 4; ++i) {
+            EXPECT_EQ(std::memcmp(shared[i].data(), own[i].data(), own[i].size() * 4), 0)
+                << "target " << i << " " << IsaName(isa) << " n " << n << (p ? " pool" : " inline");
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(DequantizeRowTest, PicksTheRow) {
   const RandomWeights w = MakeRandomWeights(GgmlType::kQ8_0, 5, 64, 1);
   std::vector<float> all(5 * 64), row(64);

@@ -51,5 +51,30 @@ TEST(VecOpsTest, Axpy) {
   for (int i = 0; i < 37; ++i) EXPECT_FLOAT_EQ(y[i], want[i]);
 }
 
+TEST(VecOpsTest, SiluMulMatchesReferenceAndIgnoresItsNeighbours) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    const int64_t n = 45;  // a masked tail on every SIMD width
+    std::vector<float> g = Random(n, 5), u = Random(n, 6);
+    g[0] = -120.0f;  // exp(-g) overflows: silu -> -0
+    g[1] = 95.0f;    // exp(-g) underflows: silu -> g
+    for (int64_t i = 2; i < n; ++i) g[i] *= 8.0f;
+    std::vector<float> all = g;
+    SiluMulF32(all.data(), u.data(), n, isa);
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i];
+      EXPECT_NEAR(all[i], want, 2e-6 * std::fabs(want) + 1e-30) << IsaName(isa) << " " << i;
+      // The same element alone (first lane of a short vector) or at the end
+      // of a shorter call: the same bits.
+      float alone = g[i];
+      SiluMulF32(&alone, &u[i], 1, isa);
+      EXPECT_EQ(std::memcmp(&alone, &all[i], 4), 0) << IsaName(isa) << " " << i;
+      std::vector<float> prefix(g.begin(), g.begin() + i + 1);
+      SiluMulF32(prefix.data(), u.data(), i + 1, isa);
+      EXPECT_EQ(std::memcmp(&prefix[i], &all[i], 4), 0) << IsaName(isa) << " " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dspark::engine::cpu
