@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The main job, from a fresh Debian bookworm machine: installs the build
 # dependencies (lean: no torch, no llama.cpp), builds dspark, pulls the default
-# model and generates from a chat prompt, printing tokens/s.
+# model, starts a local cluster (router + verify worker + draft worker with
+# the committed drafter), sends a few chat requests through its OpenAI
+# endpoint, prints the answers and the speed-up over target-only, and keeps
+# serving until Ctrl-C. Flags go to `dspark up` (--exit-after-demo for scripts).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash tools/setup.sh serve
-bash tools/build.sh build dspark
+bash tools/build.sh build dspark dspark-router dspark-verify-worker dspark-draft-worker
 build/bin/dspark pull
-build/bin/dspark generate --chat "${1:-Write a haiku about speculative decoding.}" --max-tokens 96
+exec build/bin/dspark up --demo "$@"

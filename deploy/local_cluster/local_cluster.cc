@@ -91,6 +91,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     while (true) {
       if (auto j = ReadReady(ready)) {
         p.grpc = j->value("grpc", "");
+        p.metrics = j->value("metrics", "");
         break;
       }
       int status = 0;
@@ -129,6 +130,7 @@ absl::Status LocalCluster::Spawn(Process process, const std::string& binary,
   args.insert(args.begin(), binary);
   args.push_back("--ready_file=" + ready);
   args.push_back("--listen=127.0.0.1:0");
+  args.push_back("--metrics_listen=127.0.0.1:0");
   if (process.role == Role::kRouter) args.push_back("--http_listen=127.0.0.1:0");
 
   posix_spawn_file_actions_t actions;
@@ -163,6 +165,7 @@ absl::Status LocalCluster::Spawn(Process process, const std::string& binary,
     if (auto j = ReadReady(ready)) {
       p.grpc = j->value("grpc", "");
       p.http = j->value("http", "");
+      p.metrics = j->value("metrics", "");
       return absl::OkStatus();
     }
     int status = 0;
@@ -196,6 +199,10 @@ std::string LocalCluster::EndpointsJson() const {
   j["verify_workers"] = nlohmann::json::array();
   j["draft_workers"] = nlohmann::json::array();
   for (const Process& p : processes_) {
+    if (!p.metrics.empty()) {
+      j["metrics"][p.role == Role::kRouter ? std::string("router")
+                                           : absl::StrCat(RoleName(p.role), "-", p.index)] = p.metrics;
+    }
     if (p.role == Role::kVerify) j["verify_workers"].push_back(p.grpc);
     if (p.role == Role::kDraft) j["draft_workers"].push_back(p.grpc);
   }

@@ -46,6 +46,7 @@ class LocalCluster {
     pid_t pid = -1;
     std::string grpc;      // host:port
     std::string http;      // router only
+    std::string metrics;   // host:port of /metrics, when the process serves it
     std::string log_path;  // stdout + stderr
   };
 
@@ -57,7 +58,8 @@ class LocalCluster {
 
   const Process& router() const { return processes_.back(); }
   std::vector<const Process*> processes(Role role) const;
-  // {"grpc": ..., "http": ..., "metrics": {...}, "verify_workers": [...], "draft_workers": [...]}
+  // {"grpc": ..., "http": ..., "metrics": {"router": host:port, "verify-0": ..., ...},
+  //  "verify_workers": [...], "draft_workers": [...]}
   std::string EndpointsJson() const;
 
   // Sends `signal` to one process (fault tests); Wait reaps it.

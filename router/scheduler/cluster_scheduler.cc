@@ -14,7 +14,10 @@ bool Finite(double v) { return std::isfinite(v); }
 
 }  // namespace
 
-ClusterScheduler::ClusterScheduler(ClusterSchedulerOptions options) : options_(options) {}
+// Versions start from the clock so that a restarted router's policies are
+// never older than the ones its workers already hold.
+ClusterScheduler::ClusterScheduler(ClusterSchedulerOptions options)
+    : options_(options), version_(static_cast<uint64_t>(absl::ToUnixMicros(absl::Now()))) {}
 
 WorkerPolicy ClusterScheduler::PolicyFor(const State& s, const std::string& reason) {
   WorkerPolicy p;

@@ -18,6 +18,7 @@
 #include "dspark/internal/v1/verify.grpc.pb.h"
 #include "dspark/v1/generation.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "tests/verify_worker/spec_engine/spec_engine_test_util.h"
 
 namespace dspark {
@@ -71,7 +72,7 @@ class ClusterTest : public ::testing::Test {
     engine::GenerateOptions options;
     options.max_tokens = max_tokens;
     options.stop_ids = m->tokenizer->eos_ids();
-    auto result = engine::Generate(*m->model, **cache, prompt, options);
+    auto result = engine::Generate(*m->model, *cache, prompt, options);
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? result->tokens : std::vector<int32_t>{};
   }
@@ -176,30 +177,38 @@ TEST_F(ClusterTest, StreamDeltasConcatenateToTheFullText) {
 }
 
 TEST_F(ClusterTest, CancelMidStreamFreesKvOnBothWorkerKinds) {
+  // A prompt no other test uses, so its KV blocks are its own (not shared
+  // with a cached prefix) and it opens exactly one draft session.
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 60; ++i) prompt.push_back(1000 + 37 * i);
   const auto idle = WorkerUsage();
   {
     grpc::ClientContext context;
-    v1::GenerateRequest request = Request(Prompt(7), 2000);
+    v1::GenerateRequest request = Request(prompt, 2000);
     request.mutable_stop()->set_ignore_eos(true);
     auto reader = stub_->GenerateStream(&context, request);
     v1::GenerateStreamResponse chunk;
     ASSERT_TRUE(reader->Read(&chunk));
     const auto busy = WorkerUsage();
-    EXPECT_GT(busy.first, idle.first);
+    EXPECT_GT(busy.first, idle.first) << "the running session holds KV blocks";
+    EXPECT_EQ(busy.second, idle.second + 1) << "and one draft session";
     context.TryCancel();
     while (reader->Read(&chunk)) {
     }
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  // The cancel travels router -> verify worker -> draft worker; wait for it.
+  // The cancel travels router -> verify worker -> draft worker. Finished
+  // sequences may stay in the prefix cache (not counted as used) and a
+  // cached one may be evicted meanwhile, so draft sessions may drop below
+  // the idle count, never stay above it.
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   auto now = WorkerUsage();
-  while (now != idle && absl::Now() < deadline) {
+  while ((now.first != idle.first || now.second > idle.second) && absl::Now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling remote state
     now = WorkerUsage();
   }
   EXPECT_EQ(now.first, idle.first) << "KV blocks still held on a verify worker";
-  EXPECT_EQ(now.second, idle.second) << "draft sessions still open";
+  EXPECT_LE(now.second, idle.second) << "draft session still open";
 }
 
 TEST_F(ClusterTest, BadInputIsInvalidArgumentWhileACanaryCompletes) {
@@ -228,11 +237,6 @@ TEST_F(ClusterTest, BadInputIsInvalidArgumentWhileACanaryCompletes) {
     v1::GenerateRequest r = Request(Prompt(1), 8);
     r.mutable_sampling()->set_top_p(1.5f);
     bad.push_back({"top_p > 1", r});
-  }
-  {
-    v1::GenerateRequest r;
-    r.set_prompt(std::string("caf\xc3", 4));
-    bad.push_back({"invalid UTF-8", r});
   }
   {
     v1::GenerateRequest r = Request({1, 2, 999999}, 8);
@@ -269,6 +273,26 @@ TEST_F(ClusterTest, BadInputIsInvalidArgumentWhileACanaryCompletes) {
     grpc::ClientContext context;
     v1::GenerateResponse response;
     EXPECT_EQ(stub_->Generate(&context, r, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  // The OpenAI endpoint, in OpenAI's error shape.
+  {
+    const std::string http = cluster_->router().http;
+    httplib::Client client(http.substr(0, http.rfind(':')), std::stoi(http.substr(http.rfind(':') + 1)));
+    const std::vector<std::pair<std::string, std::string>> bodies = {
+        {"malformed JSON", "{\"model\": "},
+        {"invalid UTF-8", std::string("{\"prompt\": \"caf\xc3\", \"max_tokens\": 4}")},
+        {"max_tokens 0", "{\"prompt\": \"hi\", \"max_tokens\": 0}"},
+        {"top_p 0", "{\"prompt\": \"hi\", \"top_p\": 0}"},
+        {"empty messages", "{\"messages\": []}"},
+    };
+    for (const auto& [what, body] : bodies) {
+      const char* path = what == "empty messages" ? "/v1/chat/completions" : "/v1/completions";
+      auto res = client.Post(path, body, "application/json");
+      ASSERT_TRUE(res) << what;
+      EXPECT_EQ(res->status, 400) << what << ": " << res->body;
+      EXPECT_NE(res->body.find("\"error\""), std::string::npos) << what;
+      EXPECT_NE(res->body.find("\"message\""), std::string::npos) << what;
+    }
   }
   canary_thread.join();
   ASSERT_TRUE(canary_status.ok()) << canary_status.error_message();

@@ -73,7 +73,7 @@ int64_t SpecEngine::BlocksFor(int64_t tokens) const {
   return (tokens + cache_->block_size() - 1) / cache_->block_size();
 }
 
-absl::StatusOr<RequestId> SpecEngine::Add(SpecRequest request) {
+absl::Status SpecEngine::Validate(const SpecRequest& request) const {
   const engine::ModelConfig& c = target_->config();
   if (request.prompt.empty()) return absl::InvalidArgumentError("empty prompt");
   for (int32_t t : request.prompt) {
@@ -98,12 +98,19 @@ absl::StatusOr<RequestId> SpecEngine::Add(SpecRequest request) {
   if (!(sp.min_confidence >= 0.0f && sp.min_confidence <= 1.0f)) {
     return absl::InvalidArgumentError("speculation min_confidence must be in [0, 1]");
   }
-  auto s = std::make_unique<Sequence>();
-  s->blocks = BlocksFor(total + SpecCounters::kMaxPositions + 1);
-  if (s->blocks > cache_->num_blocks()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request needs ", s->blocks, " KV blocks; the cache has ", cache_->num_blocks()));
+  const int64_t blocks = BlocksFor(total + SpecCounters::kMaxPositions + 1);
+  if (blocks > cache_->num_blocks()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request needs ", blocks, " KV blocks; the cache has ", cache_->num_blocks()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RequestId> SpecEngine::Add(SpecRequest request) {
+  DSPARK_RETURN_IF_ERROR(Validate(request));
+  auto s = std::make_unique<Sequence>();
+  s->blocks = BlocksFor(static_cast<int64_t>(request.prompt.size()) + request.max_tokens +
+                        SpecCounters::kMaxPositions + 1);
   s->id = next_id_++;
   if (tokenizer_ != nullptr) {
     s->detok = std::make_unique<tokenizer::IncrementalDetokenizer>(*tokenizer_);
@@ -114,6 +121,17 @@ absl::StatusOr<RequestId> SpecEngine::Add(SpecRequest request) {
   const RequestId id = s->id;
   waiting_.push_back(std::move(s));
   return id;
+}
+
+void SpecEngine::SetPolicy(const scheduler::SchedulerPolicy& policy) {
+  policy_ = policy;
+  if (scheduler_ != nullptr) scheduler_->SetPolicy(policy);
+}
+
+int64_t SpecEngine::cached_prefix_blocks() const {
+  int64_t blocks = 0;
+  for (const CachedPrefix& c : prefix_cache_) blocks += BlocksFor(c.tokens.size());
+  return blocks;
 }
 
 void SpecEngine::Cancel(RequestId id) {
@@ -128,8 +146,7 @@ void SpecEngine::Cancel(RequestId id) {
 void SpecEngine::Admit() {
   while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
     Sequence& s = *waiting_.front();
-    int64_t cached_blocks = 0;
-    for (const CachedPrefix& c : prefix_cache_) cached_blocks += BlocksFor(c.tokens.size());
+    int64_t cached_blocks = cached_prefix_blocks();
     while (committed_blocks_ + s.blocks + cached_blocks > cache_->num_blocks() &&
            !prefix_cache_.empty()) {
       CachedPrefix& oldest = prefix_cache_.front();

@@ -22,6 +22,7 @@
 #include "absl/types/span.h"
 #include "common/engine/kv_cache/kv_cache.h"
 #include "common/engine/model/model.h"
+#include "verify_worker/scheduler/step_scheduler.h"
 #include "verify_worker/spec_engine/acceptance_calibrator.h"
 #include "verify_worker/spec_engine/request.h"
 
@@ -30,9 +31,6 @@ class Drafter;
 }
 namespace dspark::tokenizer {
 class Tokenizer;
-}
-namespace dspark::scheduler {
-class StepScheduler;
 }
 
 namespace dspark::spec {
@@ -72,6 +70,11 @@ class SpecEngine {
   // cache, stop strings without a tokenizer) is InvalidArgument and changes
   // nothing.
   absl::StatusOr<RequestId> Add(SpecRequest request);
+  // Add's checks alone. Reads only what never changes after construction
+  // (the model's config, the cache's size, whether there is a tokenizer), so
+  // unlike everything else here it may be called from any thread: a server
+  // rejects bad input at once instead of after the step in progress.
+  absl::Status Validate(const SpecRequest& request) const;
   // Finishes the request at the next Step with kCancelled; unknown ids are ignored.
   void Cancel(RequestId id);
   bool HasWork() const { return !waiting_.empty() || !running_.empty(); }
@@ -83,9 +86,25 @@ class SpecEngine {
   // forward); requests hit by it finish with kError events.
   absl::Status Step(std::vector<SpecEvent>* events);
 
+  // The worker-wide speculation policy (the cluster scheduler's), from the
+  // next Step on: every request's own settings can only tighten it. Passed
+  // on to the step scheduler too; the engine applies it as well, so that
+  // speculation off stops drafting (not just verifying) and the limits hold
+  // without a scheduler.
+  void SetPolicy(const scheduler::SchedulerPolicy& policy);
+  const scheduler::SchedulerPolicy& policy() const { return policy_; }
+
   // Totals over every finished request.
   const SpecCounters& counters() const { return totals_; }
   int64_t steps() const { return steps_; }
+  // Tokens fed to the target over all steps (prefill, decode and verified drafts).
+  int64_t batch_tokens() const { return batch_tokens_; }
+  // The verify length the last Step chose for each sequence that had a
+  // drafted block (metrics: what the step scheduler decides).
+  const std::vector<int>& last_verify_lengths() const { return last_verify_lengths_; }
+  // KV blocks kept by finished requests for prefix reuse: reclaimable, the
+  // first thing Admit evicts when blocks run short.
+  int64_t cached_prefix_blocks() const;
 
   // A request's state (sequence.h); named here for the step's helpers.
   struct Sequence;
@@ -120,6 +139,9 @@ class SpecEngine {
   std::vector<int> capture_layers_;
   RequestId next_id_ = 1;
   int64_t steps_ = 0;
+  int64_t batch_tokens_ = 0;
+  std::vector<int> last_verify_lengths_;
+  scheduler::SchedulerPolicy policy_;
   int64_t committed_blocks_ = 0;  // worst-case KV blocks of running requests
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;

@@ -49,12 +49,13 @@ void SpecEngine::ExtendDrafter(Sequence& s, absl::Span<const int32_t> tokens,
 
 int SpecEngine::DraftCap(const Sequence& s) const {
   const SpeculationSettings& sp = s.req.speculation;
-  if (drafter_ == nullptr || !s.drafter_ok || !sp.enabled) return 0;
+  if (drafter_ == nullptr || !s.drafter_ok || !sp.enabled || !policy_.speculate) return 0;
   int cap = s.req.max_tokens - static_cast<int>(s.generated.size()) - 1;
   cap = std::min({cap, drafter_->max_block(), SpecCounters::kMaxPositions});
   if (options_.max_draft_tokens > 0) cap = std::min(cap, options_.max_draft_tokens);
   cap = std::min(cap, s.draft_hint);
   if (sp.max_block > 0) cap = std::min(cap, sp.max_block);
+  if (policy_.max_block > 0) cap = std::min(cap, policy_.max_block);
   const int64_t ctx = target_->config().context_length;
   if (ctx > 0) cap = static_cast<int>(std::min<int64_t>(cap, ctx - cache_->Length(s.seq) - 1));
   return std::max(0, cap);
@@ -62,6 +63,7 @@ int SpecEngine::DraftCap(const Sequence& s) const {
 
 absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   ++steps_;
+  last_verify_lengths_.clear();
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if (!(*it)->cancelled) {
       ++it;
@@ -154,7 +156,8 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     offered[i].assign(b.confidence.begin(), b.confidence.begin() + n);
     for (float& c : offered[i]) c = std::isnan(c) ? 0.0f : std::clamp(c, 0.0f, 1.0f);
     if (options_.calibrate_confidence) calibrator_.Apply(absl::MakeSpan(offered[i]));
-    const float floor = decoding[i]->req.speculation.min_confidence;
+    const double floor =
+        std::max<double>(decoding[i]->req.speculation.min_confidence, policy_.min_confidence);
     double reach = 1.0;
     size_t k = 0;
     while (k < n) {
@@ -166,7 +169,14 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     decoding[i]->counters.drafted_tokens += static_cast<int64_t>(n);
     blocks[i] = std::move(b);
   }
-  const std::vector<int> lengths = ChooseLengths(offered, prefill_tokens, budget);
+  const int verify_budget =
+      policy_.max_verify_tokens > 0
+          ? static_cast<int>(std::min<int64_t>(budget, policy_.max_verify_tokens))
+          : budget;
+  const std::vector<int> lengths = ChooseLengths(offered, prefill_tokens, verify_budget);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    if (!offered[i].empty()) last_verify_lengths_.push_back(lengths[i]);
+  }
   // Under the confidence scheduler, draft about as much as gets verified.
   // Drafting pays while the tokens it adds per sequence-step exceed the
   // share of a step it costs ((n + A) / (1 + r) > n for n sequences, A
@@ -218,6 +228,9 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     }
     w.old_len = cache_->Length(s.seq);
     batch.seqs.push_back(std::move(in));
+  }
+  for (const engine::SequenceInput& in : batch.seqs) {
+    batch_tokens_ += static_cast<int64_t>(in.tokens.size());
   }
   engine::ForwardOutput out;
   const auto forward_start = std::chrono::steady_clock::now();

@@ -1,0 +1,225 @@
+#include "verify_worker/remote_drafter/routing_drafter.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/file_util.h"
+#include "common/base/logging.h"
+#include "common/base/status_macros.h"
+#include "draft_worker/drafter/draft_requests.h"
+
+namespace dspark::remote_drafter {
+
+absl::StatusOr<drafter::DsparkConfig> ReadDsparkConfig(const std::string& dir) {
+  const std::string path = dir + "/" + drafter::DsparkCheckpoint::kConfigFile;
+  DSPARK_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return drafter::ParseDsparkConfig(path, text);
+}
+
+RoutingDrafter::RoutingDrafter(const RoutingDrafterOptions& options) : options_(options) {}
+
+RoutingDrafter::~RoutingDrafter() = default;
+
+void RoutingDrafter::Assign(drafter::SessionId session, const std::string& address) {
+  assigned_[session] = address;
+}
+
+std::shared_ptr<RoutingDrafter::Worker> RoutingDrafter::WorkerFor(const std::string& address) {
+  std::shared_ptr<Worker>& slot = workers_[address];
+  if (slot != nullptr && slot->remote != nullptr && Alive(*slot)) return slot;
+  const absl::Time now = absl::Now();
+  if (slot != nullptr && now - slot->failed_at < options_.reconnect_interval) return nullptr;
+  // A new Worker: sessions of the old one stay detached (their state was
+  // on the lost stream).
+  auto worker = std::make_shared<Worker>();
+  worker->address = address;
+  slot = worker;
+  absl::StatusOr<std::unique_ptr<RemoteDrafter>> remote = RemoteDrafter::Connect(
+      {.address = address, .target_model = options_.target_model, .timeout = options_.timeout});
+  if (!remote.ok()) {
+    DSPARK_LOG(WARNING) << "no drafting on " << address
+                        << " (sessions go on without): " << remote.status();
+    worker->failed_at = now;
+    return nullptr;
+  }
+  const std::vector<int> layers = (*remote)->context_layers();
+  if (layers == options_.context_layers) {
+    worker->send_features = !layers.empty();
+  } else if (layers.empty()) {
+    worker->send_features = false;  // a token-only drafter: features would be wasted
+  } else {
+    DSPARK_LOG(ERROR) << "draft worker " << address << " (" << (*remote)->name()
+                      << ") needs target layers [" << absl::StrJoin(layers, ",")
+                      << "], this verify worker captures ["
+                      << absl::StrJoin(options_.context_layers, ",") << "]; not drafting there";
+    worker->failed_at = now;
+    return nullptr;
+  }
+  worker->remote = *std::move(remote);
+  DSPARK_LOG(INFO) << "drafting on " << address << " (" << worker->remote->name() << ", block "
+                   << worker->remote->max_block() << ")";
+  return worker;
+}
+
+bool RoutingDrafter::Alive(Worker& worker) {
+  if (worker.remote == nullptr) return false;
+  absl::Status health = worker.remote->health();
+  if (health.ok()) return true;
+  if (!worker.failure_logged) {
+    worker.failure_logged = true;
+    worker.failed_at = absl::Now();
+    DSPARK_LOG(WARNING) << "draft worker " << worker.address
+                        << " lost; its sessions go on without speculation: " << health;
+  }
+  return false;
+}
+
+RoutingDrafter::Worker* RoutingDrafter::Attached(drafter::SessionId session, Route& route) {
+  if (route.worker == nullptr) return nullptr;
+  Worker& worker = *route.worker;
+  if (!Alive(worker)) {
+    route.worker = nullptr;
+    return nullptr;
+  }
+  absl::Status st = worker.remote->SessionStatus(session);
+  if (!st.ok()) {
+    DSPARK_LOG(WARNING) << "draft worker " << worker.address << " refused session " << session
+                        << "; it goes on without speculation: " << st;
+    worker.remote->Close(session);
+    route.worker = nullptr;
+    return nullptr;
+  }
+  return &worker;
+}
+
+absl::Status RoutingDrafter::Open(drafter::SessionId session) {
+  if (routes_.contains(session)) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", session, " is already open"));
+  }
+  Route route;
+  auto assigned = assigned_.find(session);
+  if (assigned != assigned_.end()) {
+    std::shared_ptr<Worker> worker = WorkerFor(assigned->second);
+    if (worker != nullptr && worker->remote->Open(session).ok()) route.worker = std::move(worker);
+    assigned_.erase(assigned);
+  }
+  routes_[session] = std::move(route);
+  return absl::OkStatus();
+}
+
+absl::Status RoutingDrafter::Extend(drafter::SessionId session, absl::Span<const int32_t> tokens,
+                                    absl::Span<const float> features) {
+  auto it = routes_.find(session);
+  if (it == routes_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown session ", session));
+  }
+  Worker* worker = Attached(session, it->second);
+  if (worker == nullptr) return absl::OkStatus();
+  absl::Status st = worker->remote->Extend(
+      session, tokens, worker->send_features ? features : absl::Span<const float>());
+  if (!st.ok()) it->second.worker = nullptr;  // broken stream: Alive logs it at the next use
+  return absl::OkStatus();
+}
+
+absl::Status RoutingDrafter::Draft(absl::Span<const drafter::DraftRequest> requests,
+                                   std::vector<drafter::DraftBlock>* blocks) {
+  DSPARK_RETURN_IF_ERROR(
+      drafter::CheckDraftRequests(requests, options_.max_block, /*vocab=*/0,
+                                  [this](drafter::SessionId s) { return routes_.contains(s); }));
+  blocks->assign(requests.size(), {});
+  struct Batch {
+    Worker* worker = nullptr;
+    std::vector<drafter::DraftRequest> requests;
+    std::vector<size_t> index;  // into `requests` of the call
+    absl::StatusOr<uint64_t> ticket = absl::UnknownError("not sent");
+  };
+  std::vector<Batch> batches;
+  absl::flat_hash_map<Worker*, size_t> batch_of;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    Worker* worker = Attached(requests[i].session, routes_[requests[i].session]);
+    if (worker == nullptr) continue;
+    auto [it, added] = batch_of.try_emplace(worker, batches.size());
+    if (added) batches.push_back({.worker = worker});
+    Batch& batch = batches[it->second];
+    drafter::DraftRequest r = requests[i];
+    r.max_tokens = std::min(r.max_tokens, worker->remote->max_block());
+    batch.requests.push_back(r);
+    batch.index.push_back(i);
+  }
+  // Every worker drafts at once; the replies are then collected in turn,
+  // each within the timeout counted from its send.
+  for (Batch& batch : batches) batch.ticket = batch.worker->remote->SendDraft(batch.requests);
+  for (Batch& batch : batches) {
+    absl::Status st = batch.ticket.status();
+    std::vector<drafter::DraftBlock> drafted;
+    if (st.ok()) st = batch.worker->remote->AwaitDraft(*batch.ticket, &drafted);
+    if (!st.ok()) {
+      // A broken worker detaches its sessions at their next use (Alive logs
+      // it); a refused batch only costs this step's drafts.
+      if (Alive(*batch.worker)) {
+        DSPARK_LOG(WARNING) << "draft worker " << batch.worker->address
+                            << " refused a batch; this step goes on without: " << st;
+      }
+      continue;
+    }
+    for (size_t k = 0; k < drafted.size(); ++k) (*blocks)[batch.index[k]] = std::move(drafted[k]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RoutingDrafter::Fork(drafter::SessionId child, drafter::SessionId parent,
+                                  int64_t prefix_len) {
+  if (routes_.contains(child)) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", child, " is already open"));
+  }
+  auto parent_route = routes_.find(parent);
+  if (parent_route == routes_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown parent session ", parent));
+  }
+  Worker* worker = Attached(parent, parent_route->second);
+  if (worker == nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat("parent session ", parent, " has no draft worker to fork on"));
+  }
+  auto assigned = assigned_.find(child);
+  const std::string child_address = assigned == assigned_.end() ? "" : assigned->second;
+  if (child_address != worker->address) {
+    return absl::UnimplementedError(absl::StrCat("cannot fork session ", parent, " on ",
+                                                 worker->address, " into a session on '",
+                                                 child_address, "'"));
+  }
+  std::shared_ptr<Worker> shared = parent_route->second.worker;
+  DSPARK_RETURN_IF_ERROR(worker->remote->Fork(child, parent, prefix_len));
+  routes_[child] = {.worker = std::move(shared)};
+  assigned_.erase(child);
+  return absl::OkStatus();
+}
+
+void RoutingDrafter::Close(drafter::SessionId session) {
+  assigned_.erase(session);
+  auto it = routes_.find(session);
+  if (it == routes_.end()) return;
+  if (it->second.worker != nullptr && it->second.worker->remote != nullptr) {
+    it->second.worker->remote->Close(session);  // a no-op on a broken stream
+  }
+  routes_.erase(it);
+}
+
+int RoutingDrafter::attached_sessions() const {
+  int n = 0;
+  for (const auto& [session, route] : routes_) {
+    if (route.worker != nullptr && route.worker->remote != nullptr &&
+        route.worker->remote->health().ok()) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+int RoutingDrafter::detached_sessions() const {
+  return static_cast<int>(routes_.size()) - attached_sessions();
+}
+
+}  // namespace dspark::remote_drafter

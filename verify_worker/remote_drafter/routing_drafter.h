@@ -1,0 +1,119 @@
+// The verify worker's drafter when drafting happens on draft workers: each
+// session drafts on the worker the router named for it (Assign), over one
+// RemoteDrafter (one SpecStream) per worker address shared by all its
+// sessions. A Draft batch is split by worker and the workers draft at once.
+// Speculation is an optimisation, so nothing here fails a request: a session
+// without an address, or whose worker's stream broke or timed out, is
+// detached and gets empty blocks from then on (plain decoding, no error).
+// A detached session stays detached (its draft state was on the lost
+// worker); new sessions on a failed address reconnect, at most once per
+// reconnect interval. Not thread-safe: one thread (the step loop) makes
+// every call, Assign included.
+//
+//   RoutingDrafter drafter({.target_model = draft_service::TargetIdentity(model),
+//                           .context_layers = config.target_layer_ids});
+//   SpecEngine engine(&model, &cache, &drafter, ...);
+//   DSPARK_ASSIGN_OR_RETURN(RequestId id, engine.Add(request));
+//   drafter.Assign(id, "10.0.0.7:7001");  // before the next Step
+//
+// context_layers: the engine reads them once, before any session exists, so
+// they come from the options, not from a worker's Hello. The verify worker
+// takes them from the committed drafter's config (ReadDsparkConfig below) or
+// leaves them empty (token-only drafters). A worker whose Hello names other
+// layers is used only if it needs none (features are then not sent);
+// otherwise its sessions are detached.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "draft_worker/drafter/drafter.h"
+#include "draft_worker/dspark/dspark_checkpoint.h"
+#include "verify_worker/remote_drafter/remote_drafter.h"
+
+namespace dspark::remote_drafter {
+
+// dir/config.json of a DSpark drafter checkpoint, parsed and checked (its
+// target_layer_ids are the context layers, block_size the block).
+absl::StatusOr<drafter::DsparkConfig> ReadDsparkConfig(const std::string& dir);
+
+struct RoutingDrafterOptions {
+  // Hello.target_model (draft_service::TargetIdentity). Default "".
+  std::string target_model;
+  // Target layers whose features Extend carries (see above). Default none.
+  std::vector<int> context_layers;
+  // What max_block() answers; each worker's requests are cut to its own
+  // block. Default 16 (drafter::kMaxBlockSize).
+  int max_block = drafter::kMaxBlockSize;
+  // Longest wait for a worker's Hello or Draft reply. Default 2 s.
+  absl::Duration timeout = absl::Seconds(2);
+  // Shortest time between connection attempts to a failed address. Default 1 s.
+  absl::Duration reconnect_interval = absl::Seconds(1);
+};
+
+class RoutingDrafter final : public drafter::Drafter {
+ public:
+  explicit RoutingDrafter(const RoutingDrafterOptions& options);
+  ~RoutingDrafter() override;
+
+  // The draft worker for `session` (a RequestId the engine will Open or
+  // Fork); call before the engine's next Step. Without it the session is
+  // detached. A request that finishes without ever being admitted leaves
+  // its assignment behind until Close(session).
+  void Assign(drafter::SessionId session, const std::string& address);
+
+  std::string name() const override { return "remote"; }
+  int max_block() const override { return options_.max_block; }
+  std::vector<int> context_layers() const override { return options_.context_layers; }
+
+  // Open and Extend fail only on misuse (an id opened twice, an unknown
+  // id); worker trouble detaches the session instead.
+  absl::Status Open(drafter::SessionId session) override;
+  absl::Status Extend(drafter::SessionId session, absl::Span<const int32_t> tokens,
+                      absl::Span<const float> features) override;
+  // Blocks until every worker answered or timed out (one timeout in all).
+  absl::Status Draft(absl::Span<const drafter::DraftRequest> requests,
+                     std::vector<drafter::DraftBlock>* blocks) override;
+  // On the parent's worker; Unimplemented when the child is assigned to
+  // another worker or the parent is detached (the engine then opens it).
+  absl::Status Fork(drafter::SessionId child, drafter::SessionId parent,
+                    int64_t prefix_len) override;
+  void Close(drafter::SessionId session) override;
+
+  // Open sessions drafting on a live worker, and detached ones.
+  int attached_sessions() const;
+  int detached_sessions() const;
+
+ private:
+  // One draft worker address.
+  struct Worker {
+    std::string address;
+    std::unique_ptr<RemoteDrafter> remote;        // null after a failed connect
+    bool send_features = true;                    // false: the worker's drafter needs none
+    absl::Time failed_at = absl::InfinitePast();  // last connect failure or break
+    bool failure_logged = false;
+  };
+  struct Route {
+    std::shared_ptr<Worker> worker;  // null: detached
+  };
+
+  // The worker for a new session on `address`, connecting (blocking up to
+  // the timeout) when there is no live one; null when none can be had.
+  std::shared_ptr<Worker> WorkerFor(const std::string& address);
+  // True while the worker's stream works; logs its failure once.
+  bool Alive(Worker& worker);
+  // The session's worker if it can still draft for it, else detaches it.
+  Worker* Attached(drafter::SessionId session, Route& route);
+
+  const RoutingDrafterOptions options_;
+  absl::flat_hash_map<drafter::SessionId, std::string> assigned_;
+  absl::flat_hash_map<drafter::SessionId, Route> routes_;  // open sessions
+  absl::flat_hash_map<std::string, std::shared_ptr<Worker>> workers_;
+};
+
+}  // namespace dspark::remote_drafter
