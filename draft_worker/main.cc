@@ -25,6 +25,7 @@
 #include "common/base/logging.h"
 #include "common/base/status_macros.h"
 #include "common/metrics/metrics.h"
+#include "common/rpc/endpoints.h"
 #include "common/rpc/registry_client.h"
 #include "common/rpc/server.h"
 #include "draft_worker/service/draft_worker_service.h"
@@ -57,30 +58,6 @@ ABSL_FLAG(int, max_sessions, 256, "Sessions the router may place here at once");
 
 namespace dspark {
 namespace {
-
-// host:port the others reach this worker at: the listen host (loopback when
-// it is a wildcard) and the bound port.
-std::string AdvertisedAddress(const std::string& listen, int port) {
-  std::string host = listen.substr(0, listen.rfind(':'));
-  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
-  return absl::StrCat(host, ":", port);
-}
-
-absl::Status WriteReadyFile(const std::string& path, const std::string& address,
-                            const std::string& metrics) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << "{\"grpc\": \"" << address << "\"";
-    if (!metrics.empty()) out << ", \"metrics\": \"" << metrics << "\"";
-    out << "}\n";
-    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, ": ", ec.message()));
-  return absl::OkStatus();
-}
 
 absl::Status Run() {
   // The CLI's model and drafter resolution, so that "auto" and the catalogue
@@ -124,13 +101,13 @@ absl::Status Run() {
   DSPARK_ASSIGN_OR_RETURN(std::unique_ptr<rpc::RunningServer> server,
                           rpc::StartServer({.address = listen}, {&service}));
   std::string address = absl::GetFlag(FLAGS_advertise);
-  if (address.empty()) address = AdvertisedAddress(listen, server->port());
+  if (address.empty()) address = rpc::DialAddress(listen, server->port());
   std::unique_ptr<metrics::MetricsServer> metrics_server;
   std::string metrics_address;
   if (!metrics_listen.empty()) {
     DSPARK_ASSIGN_OR_RETURN(metrics_server,
                             metrics::MetricsServer::Start(metrics_listen, metric_registry));
-    metrics_address = AdvertisedAddress(metrics_listen, metrics_server->port());
+    metrics_address = rpc::DialAddress(metrics_listen, metrics_server->port());
   }
 
   std::unique_ptr<rpc::RegistryClient> registry;
@@ -146,7 +123,8 @@ absl::Status Run() {
   }
   if (!absl::GetFlag(FLAGS_ready_file).empty()) {
     DSPARK_RETURN_IF_ERROR(
-        WriteReadyFile(absl::GetFlag(FLAGS_ready_file), address, metrics_address));
+        rpc::WriteReadyFile(absl::GetFlag(FLAGS_ready_file),
+                            {{"grpc", address}, {"metrics", metrics_address}}));
   }
   std::fprintf(stderr, "ready grpc=%s%s\n", address.c_str(),
                metrics_address.empty() ? "" : (" metrics=" + metrics_address).c_str());

@@ -21,6 +21,7 @@
 #include "common/base/env_flags.h"
 #include "common/base/logging.h"
 #include "common/metrics/metrics.h"
+#include "common/rpc/endpoints.h"
 #include "common/rpc/server.h"
 #include "nlohmann/json.hpp"
 #include "router/core/registry_service.h"
@@ -66,26 +67,6 @@ ABSL_FLAG(int, drain_seconds, 30,
 namespace dspark::router {
 namespace {
 
-// host:port as clients should dial it (a wildcard host becomes loopback).
-std::string DialAddress(const std::string& listen, int port) {
-  std::string host = listen.substr(0, listen.rfind(':'));
-  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
-  return absl::StrCat(host, ":", port);
-}
-
-absl::Status WriteReadyFile(const std::string& path, const nlohmann::json& contents) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << contents.dump() << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", ec.message()));
-  return absl::OkStatus();
-}
-
 int Run() {
   auto model = ServedModel::Load(absl::GetFlag(FLAGS_model));
   if (!model.ok()) {
@@ -114,7 +95,7 @@ int Run() {
       return 1;
     }
     metrics_server = *std::move(started);
-    metrics_address = DialAddress(listen, metrics_server->port());
+    metrics_address = rpc::DialAddress(listen, metrics_server->port());
   }
 
   RouterBackendOptions backend_options;
@@ -131,7 +112,7 @@ int Run() {
     DSPARK_LOG(ERROR) << server.status();
     return 1;
   }
-  const std::string grpc_address = DialAddress(absl::GetFlag(FLAGS_listen), (*server)->port());
+  const std::string grpc_address = rpc::DialAddress(absl::GetFlag(FLAGS_listen), (*server)->port());
 
   std::string http_address;
 #if DSPARK_ROUTER_OPENAI
@@ -156,7 +137,7 @@ int Run() {
       return 1;
     }
     http = *std::move(started);
-    http_address = DialAddress(listen, http->port());
+    http_address = rpc::DialAddress(listen, http->port());
   }
 #endif
 
@@ -212,10 +193,10 @@ int Run() {
     while (!backend->Healthy()) {
       if (stop_ready.WaitForNotificationWithTimeout(absl::Milliseconds(20))) return;
     }
-    nlohmann::json ready = {{"grpc", grpc_address}, {"http", http_address}};
-    if (!metrics_address.empty()) ready["metrics"] = metrics_address;
     if (const std::string path = absl::GetFlag(FLAGS_ready_file); !path.empty()) {
-      if (absl::Status st = WriteReadyFile(path, ready); !st.ok()) DSPARK_LOG(ERROR) << st;
+      absl::Status st = rpc::WriteReadyFile(
+          path, {{"grpc", grpc_address}, {"http", http_address}, {"metrics", metrics_address}});
+      if (!st.ok()) DSPARK_LOG(ERROR) << st;
     }
     DSPARK_LOG(INFO) << "ready grpc=" << grpc_address << " http=" << http_address
                      << " metrics=" << metrics_address << " model=" << model_id;

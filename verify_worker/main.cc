@@ -23,6 +23,7 @@
 #include "common/base/logging.h"
 #include "common/base/status_macros.h"
 #include "common/metrics/metrics.h"
+#include "common/rpc/endpoints.h"
 #include "common/rpc/registry_client.h"
 #include "common/rpc/server.h"
 #include "draft_worker/service/spec_codec.h"
@@ -68,26 +69,6 @@ ABSL_FLAG(std::string, cost_table, "",
 
 namespace dspark::verify {
 namespace {
-
-// host:port as others should dial it (a wildcard host becomes loopback).
-std::string DialAddress(const std::string& listen, int port) {
-  std::string host = listen.substr(0, listen.rfind(':'));
-  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
-  return absl::StrCat(host, ":", port);
-}
-
-absl::Status WriteReadyFile(const std::string& path, const nlohmann::json& contents) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << contents.dump() << "\n";
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", ec.message()));
-  return absl::OkStatus();
-}
 
 // The CLI's Args for the model / drafter / cost-table helpers shared with
 // `dspark generate` (tools/cli), so that the worker loads, drafts and caches
@@ -202,7 +183,7 @@ absl::Status Run() {
   const std::string listen = absl::GetFlag(FLAGS_listen);
   DSPARK_ASSIGN_OR_RETURN(auto server, rpc::StartServer({.address = listen}, {service.get()}));
   std::string address = absl::GetFlag(FLAGS_advertise);
-  if (address.empty()) address = DialAddress(listen, server->port());
+  if (address.empty()) address = rpc::DialAddress(listen, server->port());
 
   std::unique_ptr<rpc::RegistryClient> registry;
   if (const std::string router = absl::GetFlag(FLAGS_router); !router.empty()) {
@@ -230,13 +211,12 @@ absl::Status Run() {
       verify_metrics->cost_table->Add({{"batch_tokens", std::to_string(p.tokens)}}).Set(p.seconds);
     }
     DSPARK_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(m, registry_metrics));
-    metrics_address = DialAddress(m, metrics_server->port());
+    metrics_address = rpc::DialAddress(m, metrics_server->port());
     service->SetMetrics(verify_metrics.get());
   }
   if (const std::string path = absl::GetFlag(FLAGS_ready_file); !path.empty()) {
-    nlohmann::json ready = {{"grpc", address}};
-    if (!metrics_address.empty()) ready["metrics"] = metrics_address;
-    DSPARK_RETURN_IF_ERROR(WriteReadyFile(path, ready));
+    DSPARK_RETURN_IF_ERROR(
+        rpc::WriteReadyFile(path, {{"grpc", address}, {"metrics", metrics_address}}));
   }
   DSPARK_LOG(INFO) << "ready grpc=" << address << " model=" << absl::GetFlag(FLAGS_model)
                    << " drafter=" << (drafter ? drafter_kind : "none")

@@ -25,6 +25,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: dspark up [--model M] [--verify-workers N] [--draft-workers M] [--drafter KIND]\n"
     "                 [--ports-file F] [--demo] [--exit-after-demo] [--work-dir DIR]\n"
+    "                 [--prometheus-url URL] [--router-args \"--flag=v ...\"]\n"
+    "                 [--verify-args \"...\"] [--draft-args \"...\"]\n"
     "Starts a router, N verify workers and M draft workers on 127.0.0.1 (ports chosen\n"
     "at run time) and serves until Ctrl-C. --demo sends a few chat requests through\n"
     "the OpenAI endpoint, with speculation and without, and prints the speed-up.\n";
@@ -111,7 +113,9 @@ std::string BinDir() {
 
 int UpCommand(const std::vector<std::string>& argv) {
   absl::StatusOr<Args> args = Args::Parse(
-      argv, {"model", "verify-workers", "draft-workers", "drafter", "ports-file", "work-dir"},
+      argv,
+      {"model", "verify-workers", "draft-workers", "drafter", "ports-file", "work-dir",
+       "prometheus-url", "router-args", "verify-args", "draft-args"},
       {"demo", "exit-after-demo", "help"});
   if (!args.ok()) return ExitCode("up", args.status());
   if (args->Has("help")) {
@@ -135,6 +139,17 @@ int UpCommand(const std::vector<std::string>& argv) {
   options.verify_workers = static_cast<int>(*verify);
   options.draft_workers = static_cast<int>(*draft);
   if (args->Has("drafter")) options.draft_flags.push_back("--drafter=" + args->Get("drafter"));
+  if (args->Has("prometheus-url")) {
+    options.router_flags.push_back("--prometheus_url=" + args->Get("prometheus-url"));
+  }
+  // Extra flags per process kind, space-separated.
+  for (const auto& [flag, into] : {std::pair{"router-args", &options.router_flags},
+                                   std::pair{"verify-args", &options.verify_flags},
+                                   std::pair{"draft-args", &options.draft_flags}}) {
+    for (absl::string_view a : absl::StrSplit(args->Get(flag), ' ', absl::SkipEmpty())) {
+      into->emplace_back(a);
+    }
+  }
   options.work_dir = args->Get("work-dir");
 
   std::fprintf(stderr, "dspark up: starting %d verify and %d draft worker(s) for %s ...\n",

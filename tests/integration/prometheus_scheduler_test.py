@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""The cluster scheduler driven by a real Prometheus: starts Debian's
+`prometheus` on 127.0.0.1 scraping a local cluster (`dspark up`, router
+reading load through PromQL), drives load through the OpenAI endpoint, and
+checks that the scheduler lowers the verify worker's verify-token cap while
+it is loaded (the worker's own /metrics shows the policy in force) and
+restores it when the load is gone. Skips (exit 0, "SKIP:") without the
+default model or the prometheus binary.
+
+    .venv/bin/python tests/integration/prometheus_scheduler_test.py --dspark build/bin/dspark
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+MODEL = "smollm2-135m-instruct"
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(0)
+
+
+def check(cond, what):
+    if not cond:
+        raise SystemExit(f"FAILED: {what}")
+    print(f"ok: {what}", flush=True)
+
+
+def free_port():
+    # Prometheus cannot report a port it chose itself; this one is free now.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, cond, timeout, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"FAILED: process exited while waiting for {what}")
+        time.sleep(0.2)  # polling another process's state
+    raise SystemExit(f"FAILED: timed out waiting for {what}")
+
+
+def gauge(metrics_addr, name):
+    try:
+        body = urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=5).read().decode()
+    except OSError:
+        return None
+    m = re.search(rf"^{name}{{[^}}]*}} ([0-9.eE+-]+)$", body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def prom_has_series(port, metric):
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": metric})
+    try:
+        j = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    except OSError:
+        return False
+    return j.get("status") == "success" and len(j["data"]["result"]) > 0
+
+
+def load(http, n, stop):
+    """n streaming completions that run until `stop` is set (or 400 tokens)."""
+    def one(i):
+        body = json.dumps({"model": MODEL, "prompt": f"Story number {i}: once upon a time",
+                           "max_tokens": 400, "temperature": 0, "ignore_eos": True,
+                           "stream": True}).encode()
+        req = urllib.request.Request(f"http://{http}/v1/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=600) as r:
+                for _ in r:
+                    if stop.is_set():
+                        return  # closing the stream cancels the request
+        except OSError:
+            pass
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dspark", required=True)
+    args = ap.parse_args()
+    home = pathlib.Path(os.environ.get("DSPARK_HOME", pathlib.Path.home() / ".cache/dspark"))
+    if not (home / "models" / f"{MODEL}.gguf").exists():
+        skip(f"{MODEL} is not pulled (dspark pull)")
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        skip("prometheus is not installed (apt install prometheus; tools/setup.sh test does)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+        (work / "targets").mkdir()
+        (work / "targets" / "dspark.json").write_text("[]")
+        (work / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n  - job_name: dspark\n    file_sd_configs:\n"
+            f"      - files: ['{work}/targets/*.json']\n        refresh_interval: 1s\n")
+        port = free_port()
+        prom = subprocess.Popen(
+            [prometheus, f"--config.file={work}/prometheus.yml",
+             f"--storage.tsdb.path={work}/tsdb", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=open(work / "prometheus.log", "w"), stderr=subprocess.STDOUT)
+        up = None
+        try:
+            wait_for("prometheus ready", lambda: prom_has_series(port, "vector(1)"), 60, prom)
+            check(True, f"prometheus serving on 127.0.0.1:{port}")
+            ports = work / "ports.json"
+            # Room for the load at the router (64 sessions), a fast scheduler.
+            up = subprocess.Popen(
+                [args.dspark, "up", "--ports-file", ports, "--work-dir", work / "cluster",
+                 "--prometheus-url", f"http://127.0.0.1:{port}",
+                 "--router-args", "--static_max_sessions=64 --scheduler_period_ms=1000"],
+                stdout=open(work / "up.log", "w"), stderr=subprocess.STDOUT)
+            wait_for("the cluster", ports.exists, 600, up)
+            endpoints = json.loads(ports.read_text())
+            metrics = endpoints["metrics"]
+            check("router" in metrics and "verify-0" in metrics,
+                  "every process reports a /metrics address")
+            (work / "targets" / "dspark.json").write_text(
+                json.dumps([{"targets": sorted(metrics.values())}]))
+            wait_for("prometheus scraping the verify worker",
+                     lambda: prom_has_series(port, 'dspark_num_requests_running{pool="verify"}'),
+                     60)
+            check(True, "prometheus scrapes the cluster")
+            verify_metrics = metrics["verify-0"]
+            wait_for("the scheduler reading fresh load from prometheus",
+                     lambda: gauge(metrics["router"], "dspark_scheduler_metrics_healthy") == 1, 60)
+            check(gauge(verify_metrics, "dspark_policy_max_verify_tokens") == 0,
+                  "idle: no cap on verify tokens")
+
+            stop = threading.Event()
+            threads = load(endpoints["http"], 40, stop)
+            try:
+                capped = wait_for(
+                    "the scheduler capping the loaded worker",
+                    lambda: (gauge(verify_metrics, "dspark_policy_max_verify_tokens") or 0) > 0,
+                    120)
+                check(capped > 0, f"under load the worker's cap drops to {capped:.0f} verify tokens")
+                router_log = (work / "cluster" / "router0.log").read_text()
+                check("cluster scheduler (prometheus)" in router_log and "overloaded" in router_log,
+                      "the router logs the decision and its reason")
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
+            wait_for("the cap to be lifted after the load",
+                     lambda: gauge(verify_metrics, "dspark_policy_max_verify_tokens") == 0, 120)
+            check(True, "load gone: the cap is lifted again")
+            decisions = gauge(metrics["router"], "dspark_scheduler_metrics_healthy")
+            check(decisions == 1, "the router reports fresh load metrics")
+        finally:
+            if up is not None:
+                up.send_signal(signal.SIGINT)
+                try:
+                    up.wait(timeout=90)
+                except subprocess.TimeoutExpired:
+                    up.kill()
+            prom.terminate()
+            prom.wait(timeout=30)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
