@@ -241,8 +241,9 @@ void StepLoop::PublishLoad() {
   LoopLoad load;
   load.running = engine_->num_running();
   load.kv_blocks_total = cache_->num_blocks();
-  load.kv_blocks_used = std::max<int64_t>(
-      0, cache_->num_blocks() - cache_->free_blocks() - engine_->cached_prefix_blocks());
+  // What admission counts (running requests' worst case), not blocks in the
+  // prefix cache: those are reclaimable, and cached prefixes share blocks.
+  load.kv_blocks_used = engine_->reserved_blocks();
   double seconds = 0, tokens = 0, accepted = 0, verified = 0;
   for (const Sample& s : step_samples_) {
     seconds += s.a;

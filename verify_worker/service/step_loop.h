@@ -60,8 +60,9 @@ struct EngineParts {
 struct LoopLoad {
   int running = 0;  // sessions in the engine's running set
   int waiting = 0;  // queued: in the inbox or the engine's waiting list
-  // KV blocks held by live sequences; blocks kept only for prefix reuse are
-  // reclaimable and not counted, so an idle worker reports 0.
+  // KV blocks reserved by running sequences (their worst case, as admission
+  // counts them); blocks kept only for prefix reuse are reclaimable and not
+  // counted, so an idle worker reports 0.
   int64_t kv_blocks_used = 0;
   int64_t kv_blocks_total = 0;
   double step_seconds = 0;           // mean over the window's steps

@@ -103,8 +103,12 @@ class SpecEngine {
   // drafted block (metrics: what the step scheduler decides).
   const std::vector<int>& last_verify_lengths() const { return last_verify_lengths_; }
   // KV blocks kept by finished requests for prefix reuse: reclaimable, the
-  // first thing Admit evicts when blocks run short.
+  // first thing Admit evicts when blocks run short. An upper bound: cached
+  // prefixes forked from one another share blocks that count once each.
   int64_t cached_prefix_blocks() const;
+  // KV blocks reserved by running requests (each its worst case: prompt +
+  // max_tokens + a verify block), what admission counts against the cache.
+  int64_t reserved_blocks() const { return committed_blocks_; }
 
   // A request's state (sequence.h); named here for the step's helpers.
   struct Sequence;
