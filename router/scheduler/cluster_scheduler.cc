@@ -74,7 +74,9 @@ std::vector<Decision> ClusterScheduler::Decide(
         } else {
           reason = "speculation off: low acceptance";
         }
-      } else if (st.rung < kOff && Finite(s.acceptance) && s.acceptance < options_.min_acceptance) {
+      } else if (st.rung < kOff && Finite(s.acceptance) && s.acceptance < options_.min_acceptance &&
+                 Finite(s.verified_per_second) &&
+                 s.verified_per_second >= options_.min_verified_per_second) {
         st.rung = kOff;
         st.off_for_acceptance = 0;
         reason = absl::StrFormat("speculation off: acceptance %.3f < %.3f", s.acceptance,

@@ -52,8 +52,11 @@ struct ClusterSchedulerOptions {
   double heavy_running = 32;
   double light_kv = 0.6;
   double light_running = 8;
-  // Speculation off below this acceptance rate (0..1). Default 0.05.
+  // Speculation off below this acceptance rate (0..1), once the rate rests
+  // on at least min_verified_per_second verified tokens per second (so one
+  // short request cannot switch a worker off). Defaults 0.05 and 2.
   double min_acceptance = 0.05;
+  double min_verified_per_second = 2;
   // Rounds a worker keeps a policy before it may change again. Default 3.
   int hold_rounds = 3;
   // Rounds before speculation turned off for low acceptance is retried. Default 20.

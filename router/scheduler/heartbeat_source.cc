@@ -21,6 +21,9 @@ absl::StatusOr<std::vector<WorkerLoadSample>> HeartbeatSource::Read() {
     // treat 0 as unknown so a worker that verified nothing is not switched off.
     s.acceptance = load.acceptance_rate() > 0 ? load.acceptance_rate()
                                               : std::numeric_limits<double>::quiet_NaN();
+    // Heartbeats do not say how many tokens the rate rests on: never enough
+    // to turn speculation off on their word alone.
+    s.verified_per_second = std::numeric_limits<double>::quiet_NaN();
     s.observed = w.last_seen;
     out.push_back(s);
   }

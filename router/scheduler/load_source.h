@@ -20,6 +20,9 @@ struct WorkerLoadSample {
   double kv_usage = 0;         // 0..1
   double step_seconds = 0;     // mean step time
   double acceptance = 0;       // accepted / verified drafted tokens, recent window
+  // Drafted tokens verified per second over that window: how much evidence
+  // the acceptance rate rests on (NaN: unknown).
+  double verified_per_second = 0;
   absl::Time observed;         // when the newest input was sampled
 };
 

@@ -83,6 +83,8 @@ absl::StatusOr<std::vector<WorkerLoadSample>> PrometheusSource::Read() {
                     "])) / sum by (worker) (rate(dspark_spec_decode_num_draft_tokens_total[", w,
                     "]))"),
        &WorkerLoadSample::acceptance},
+      {absl::StrCat("sum by (worker) (rate(dspark_spec_decode_num_draft_tokens_total[", w, "]))"),
+       &WorkerLoadSample::verified_per_second},
   };
   std::map<std::string, WorkerLoadSample> by_worker;
   for (const Field& f : fields) {
@@ -94,6 +96,7 @@ absl::StatusOr<std::vector<WorkerLoadSample>> PrometheusSource::Read() {
       if (fresh) {
         s.worker = worker;
         s.running = s.waiting = s.kv_usage = s.step_seconds = s.acceptance = kNaN;
+        s.verified_per_second = kNaN;
         s.observed = v.at;
       }
       s.*(f.field) = v.value;

@@ -19,7 +19,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 WorkerLoadSample Sample(const std::string& worker, double running, double waiting, double kv,
                         double acceptance = 0.5) {
   return {.worker = worker, .running = running, .waiting = waiting, .kv_usage = kv,
-          .step_seconds = 0.02, .acceptance = acceptance, .observed = absl::Now()};
+          .step_seconds = 0.02, .acceptance = acceptance, .verified_per_second = 50,
+          .observed = absl::Now()};
 }
 
 // Runs `rounds` rounds at one load; returns every cap it set.
@@ -72,6 +73,10 @@ TEST(ClusterSchedulerTest, SteadyLoadGivesASteadyPolicy) {
 
 TEST(ClusterSchedulerTest, LowAcceptanceTurnsSpeculationOffAndReprobes) {
   ClusterScheduler s({.min_acceptance = 0.05, .probe_rounds = 5});
+  // Too little evidence (one short request's verdicts): stays on.
+  WorkerLoadSample thin = Sample("v0", 2, 0, 0.1, /*acceptance=*/0.0);
+  thin.verified_per_second = 0.2;
+  EXPECT_NE(Caps(s, thin, 1)[0], -1);
   auto caps = Caps(s, Sample("v0", 2, 0, 0.1, /*acceptance=*/0.01), 1);
   EXPECT_EQ(caps[0], -1);
   // While off, acceptance is unknown (NaN: nothing verified); after the probe
