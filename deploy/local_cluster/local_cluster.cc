@@ -69,7 +69,10 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   // costs nothing extra since they load concurrently.
   std::vector<std::pair<Process, std::vector<std::string>>> pending;
   for (int i = 0; i < options.draft_workers; ++i) {
-    std::vector<std::string> args = {model_flag};
+    // All processes share this machine's cores: a draft worker with its own
+    // full thread pool preempts the verify worker's (the critical path), so
+    // it gets one thread unless its flags say otherwise (later flags win).
+    std::vector<std::string> args = {model_flag, "--threads=1"};
     args.insert(args.end(), options.draft_flags.begin(), options.draft_flags.end());
     pending.push_back({Process{.role = Role::kDraft, .index = i}, args});
   }

@@ -1,6 +1,7 @@
 // dspark bench serving [--model M] [--prompts SET|FILE.jsonl] [--num-prompts P]
 //   [--max-tokens N] [--concurrency 1,16 | --sweep] [--rate R] [--seed S]
 //   [--modes inprocess,router,direct] [--drafter KIND] [--json FILE]
+//   [--draft-args "--flag=v ..."] [--verify-args "..."]
 // A load generator for the serving path, every mode in one run:
 //   inprocess  a SpecEngine in this process (the model's committed drafter,
 //              confidence scheduler), no RPC at all;
@@ -352,6 +353,12 @@ absl::Status Run(const Args& args) {
   if (need_cluster) {
     deploy::LocalClusterOptions options{.bin_dir = BinDir(), .model = model_arg};
     if (args.Has("drafter")) options.draft_flags.push_back("--drafter=" + args.Get("drafter"));
+    for (absl::string_view a : absl::StrSplit(args.Get("draft-args"), ' ', absl::SkipEmpty())) {
+      options.draft_flags.emplace_back(a);
+    }
+    for (absl::string_view a : absl::StrSplit(args.Get("verify-args"), ' ', absl::SkipEmpty())) {
+      options.verify_flags.emplace_back(a);
+    }
     std::fprintf(stderr, "[bench serving] starting a local cluster...\n");
     DSPARK_ASSIGN_OR_RETURN(cluster, deploy::LocalCluster::Start(options));
   }
@@ -418,7 +425,8 @@ int BenchServingCommand(const std::vector<std::string>& argv) {
   absl::StatusOr<Args> args = Args::Parse(
       argv,
       {"model", "prompts", "num-prompts", "max-tokens", "concurrency", "rate", "seed", "modes",
-       "drafter", "drafter-path", "draft-layers", "cost-table", "threads", "json"},
+       "drafter", "drafter-path", "draft-layers", "cost-table", "threads", "json", "draft-args",
+       "verify-args"},
       {"sweep", "exact"});
   if (!args.ok()) return ExitCode("bench serving", args.status());
   return ExitCode("bench serving", Run(*args));
