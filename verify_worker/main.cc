@@ -213,6 +213,7 @@ absl::Status Run() {
     DSPARK_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(m, registry_metrics));
     metrics_address = rpc::DialAddress(m, metrics_server->port());
     service->SetMetrics(verify_metrics.get());
+    if (routing != nullptr) routing->SetMetrics(verify_metrics.get());
   }
   if (const std::string path = absl::GetFlag(FLAGS_ready_file); !path.empty()) {
     DSPARK_RETURN_IF_ERROR(

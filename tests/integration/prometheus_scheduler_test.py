@@ -170,6 +170,16 @@ def main():
             check(True, "load gone: speculation on with no cap again")
             decisions = gauge(metrics["router"], "dspark_scheduler_metrics_healthy")
             check(decisions == 1, "the router reports fresh load metrics")
+            # What the load left in every process's own metrics.
+            for proc, name in [("router", "dspark_time_to_first_token_seconds_count"),
+                               ("router", "dspark_generation_tokens_total"),
+                               ("verify-0", "dspark_step_duration_seconds_count"),
+                               ("verify-0", "dspark_specstream_rtt_seconds_count"),
+                               ("verify-0", "dspark_feature_bytes_sent_total"),
+                               ("verify-0", "dspark_spec_decode_num_draft_tokens_total"),
+                               ("draft-0", "dspark_draft_batch_size_count")]:
+                value = gauge(metrics[proc], name)
+                check(value is not None and value > 0, f"{proc} exports {name} = {value}")
         finally:
             if up is not None:
                 up.send_signal(signal.SIGINT)

@@ -8,6 +8,7 @@
 #include "common/base/file_util.h"
 #include "common/base/logging.h"
 #include "common/base/status_macros.h"
+#include "common/metrics/metrics.h"
 #include "draft_worker/drafter/draft_requests.h"
 
 namespace dspark::remote_drafter {
@@ -117,8 +118,12 @@ absl::Status RoutingDrafter::Extend(drafter::SessionId session, absl::Span<const
   }
   Worker* worker = Attached(session, it->second);
   if (worker == nullptr) return absl::OkStatus();
-  absl::Status st = worker->remote->Extend(
-      session, tokens, worker->send_features ? features : absl::Span<const float>());
+  const absl::Span<const float> sent =
+      worker->send_features ? features : absl::Span<const float>();
+  absl::Status st = worker->remote->Extend(session, tokens, sent);
+  if (metrics::VerifyMetrics* m = metrics_.load(); m != nullptr && st.ok() && !sent.empty()) {
+    m->feature_bytes_sent->Increment(static_cast<double>(sent.size() * sizeof(float)));
+  }
   if (!st.ok()) it->second.worker = nullptr;  // broken stream: Alive logs it at the next use
   return absl::OkStatus();
 }
@@ -150,11 +155,16 @@ absl::Status RoutingDrafter::Draft(absl::Span<const drafter::DraftRequest> reque
   }
   // Every worker drafts at once; the replies are then collected in turn,
   // each within the timeout counted from its send.
+  const absl::Time sent = absl::Now();
   for (Batch& batch : batches) batch.ticket = batch.worker->remote->SendDraft(batch.requests);
+  metrics::VerifyMetrics* m = metrics_.load();
   for (Batch& batch : batches) {
     absl::Status st = batch.ticket.status();
     std::vector<drafter::DraftBlock> drafted;
     if (st.ok()) st = batch.worker->remote->AwaitDraft(*batch.ticket, &drafted);
+    if (st.ok() && m != nullptr) {
+      m->specstream_rtt->Observe(absl::ToDoubleSeconds(absl::Now() - sent));
+    }
     if (!st.ok()) {
       // A broken worker detaches its sessions at their next use (Alive logs
       // it); a refused batch only costs this step's drafts.

@@ -24,6 +24,8 @@
 // otherwise its sessions are detached.
 #pragma once
 
+#include <atomic>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +37,10 @@
 #include "draft_worker/drafter/drafter.h"
 #include "draft_worker/dspark/dspark_checkpoint.h"
 #include "verify_worker/remote_drafter/remote_drafter.h"
+
+namespace dspark::metrics {
+struct VerifyMetrics;
+}
 
 namespace dspark::remote_drafter {
 
@@ -66,6 +72,10 @@ class RoutingDrafter final : public drafter::Drafter {
   // detached. A request that finishes without ever being admitted leaves
   // its assignment behind until Close(session).
   void Assign(drafter::SessionId session, const std::string& address);
+  // Exports Draft round trips and feature bytes sent from now on; any
+  // thread (the metrics' labels name the server's run-time address, known
+  // after the drafter is built). Null stops it. Outlives the drafter.
+  void SetMetrics(metrics::VerifyMetrics* metrics) { metrics_.store(metrics); }
 
   std::string name() const override { return "remote"; }
   int max_block() const override { return options_.max_block; }
@@ -114,6 +124,7 @@ class RoutingDrafter final : public drafter::Drafter {
   absl::flat_hash_map<drafter::SessionId, std::string> assigned_;
   absl::flat_hash_map<drafter::SessionId, Route> routes_;  // open sessions
   absl::flat_hash_map<std::string, std::shared_ptr<Worker>> workers_;
+  std::atomic<metrics::VerifyMetrics*> metrics_{nullptr};
 };
 
 }  // namespace dspark::remote_drafter
