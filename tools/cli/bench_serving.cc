@@ -380,28 +380,41 @@ absl::Status Run(const Args& args) {
     double inprocess_tps = 0;
     for (const std::string& mode : modes) {
       Row row{.mode = mode, .concurrency = level, .rate = rate};
-      const auto t0 = Clock::now();
+      std::unique_ptr<InProcess> engine;
+      std::function<Timing(const Load&, int)> one;
       if (mode == "inprocess") {
-        InProcess engine(model.get(), drafter.get(), sched.get(), 64);
-        Drive(load, [&](int i) {
+        engine = std::make_unique<InProcess>(model.get(), drafter.get(), sched.get(), 64);
+        one = [&engine](const Load& l, int i) {
           spec::SpecRequest request;
-          request.prompt = load.prompts[i];
-          request.max_tokens = load.max_tokens;
-          request.stop_ids = load.stop_ids;
-          return engine.Run(std::move(request));
-        }, &row.timings);
+          request.prompt = l.prompts[i];
+          request.max_tokens = l.max_tokens;
+          request.stop_ids = l.stop_ids;
+          return engine->Run(std::move(request));
+        };
       } else if (mode == "router") {
-        auto stub = v1::Generation::NewStub(rpc::MakeChannel(cluster->router().grpc));
-        Drive(load, [&](int i) { return ViaRouter(stub.get(), load, i); }, &row.timings);
+        std::shared_ptr<v1::Generation::Stub> stub =
+            v1::Generation::NewStub(rpc::MakeChannel(cluster->router().grpc));
+        one = [stub](const Load& l, int i) { return ViaRouter(stub.get(), l, i); };
       } else if (mode == "direct") {
         const auto* verify = cluster->processes(deploy::LocalCluster::Role::kVerify)[0];
         const auto drafts = cluster->processes(deploy::LocalCluster::Role::kDraft);
         const std::string draft = drafts.empty() ? "" : drafts[0]->grpc;
-        auto stub = internal::v1::VerifyWorker::NewStub(rpc::MakeChannel(verify->grpc));
-        Drive(load, [&](int i) { return Direct(stub.get(), draft, load, i); }, &row.timings);
+        std::shared_ptr<internal::v1::VerifyWorker::Stub> stub =
+            internal::v1::VerifyWorker::NewStub(rpc::MakeChannel(verify->grpc));
+        one = [stub, draft](const Load& l, int i) { return Direct(stub.get(), draft, l, i); };
       } else {
         return absl::InvalidArgumentError("--modes: unknown mode '" + mode + "'");
       }
+      // Every mode first serves one untimed request (connections, caches),
+      // so that the order of the modes does not favour the later ones.
+      Load warmup = load;
+      warmup.prompts.resize(1);
+      warmup.concurrency = 1;
+      warmup.rate = 0;
+      std::vector<Timing> ignored;
+      Drive(warmup, [&](int i) { return one(warmup, i); }, &ignored);
+      const auto t0 = Clock::now();
+      Drive(load, [&](int i) { return one(load, i); }, &row.timings);
       row.wall = Since(t0, Clock::now());
       nlohmann::json j = Summarize(row, inprocess_tps);
       if (mode == "inprocess") {
