@@ -5,7 +5,7 @@
 // on SIGTERM / SIGINT. Every flag may also come from the environment:
 // DSPARK_DRAFTER=ngram acts as --drafter=ngram.
 //
-//   dspark-draft-worker --model smollm2-135m-instruct --drafter auto \
+//   dspark-draft-worker --model smollm2-135m-instruct --drafter auto
 //       --listen 127.0.0.1:0 --ready_file /tmp/d0.json --router 127.0.0.1:7000
 #include <unistd.h>
 
