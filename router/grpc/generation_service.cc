@@ -48,25 +48,11 @@ absl::Time Deadline(const grpc::CallbackServerContext* context) {
   return d > absl::Now() + absl::Hours(24 * 365) ? absl::InfiniteFuture() : d;
 }
 
-// Generate: chunks are gathered into the response; on_done finishes.
-class GenerateCall final : public grpc::ServerUnaryReactor {
+// The backend's handle of one call, and whether the client cancelled before
+// the handle existed. Thread-safe; Cancel may come from any gRPC thread.
+class HandleSlot {
  public:
-  GenerateCall(GenerationBackend* backend, grpc::CallbackServerContext* context,
-               const pb::GenerateRequest* request, pb::GenerateResponse* response)
-      : response_(response) {
-    absl::StatusOr<GenerationRequest> r = FromProto(*request, Deadline(context));
-    if (!r.ok()) {
-      Finish(rpc::ToGrpcStatus(r.status()));
-      return;
-    }
-    auto started = backend->Start(
-        *std::move(r), [this](GenerationChunk chunk) { OnChunk(std::move(chunk)); },
-        [this](absl::Status status) { Finish(rpc::ToGrpcStatus(status)); });
-    if (!started.ok()) {
-      Finish(rpc::ToGrpcStatus(started.status()));
-      return;
-    }
-    std::shared_ptr<GenerationHandle> handle = *std::move(started);
+  void Set(std::shared_ptr<GenerationHandle> handle) {
     bool cancel = false;
     {
       absl::MutexLock lock(&mutex_);
@@ -75,8 +61,8 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
     }
     if (cancel) handle->Cancel();
   }
-
-  void OnCancel() override {
+  // Outside the lock: a backend may finish the call inline.
+  void Cancel() {
     std::shared_ptr<GenerationHandle> handle;
     {
       absl::MutexLock lock(&mutex_);
@@ -85,6 +71,39 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
     }
     if (handle != nullptr) handle->Cancel();
   }
+
+ private:
+  absl::Mutex mutex_;
+  std::shared_ptr<GenerationHandle> handle_ ABSL_GUARDED_BY(mutex_);
+  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+// Validates and starts a call on the backend, its handle going to `slot`;
+// the error to finish the call with when that fails.
+grpc::Status StartCall(GenerationBackend* backend, grpc::CallbackServerContext* context,
+                       const pb::GenerateRequest& request, GenerationBackend::ChunkFn on_chunk,
+                       GenerationBackend::DoneFn on_done, HandleSlot* slot) {
+  absl::StatusOr<GenerationRequest> r = FromProto(request, Deadline(context));
+  if (!r.ok()) return rpc::ToGrpcStatus(r.status());
+  auto started = backend->Start(*std::move(r), std::move(on_chunk), std::move(on_done));
+  if (!started.ok()) return rpc::ToGrpcStatus(started.status());
+  slot->Set(*std::move(started));
+  return grpc::Status::OK;
+}
+
+// Generate: chunks are gathered into the response; on_done finishes.
+class GenerateCall final : public grpc::ServerUnaryReactor {
+ public:
+  GenerateCall(GenerationBackend* backend, grpc::CallbackServerContext* context,
+               const pb::GenerateRequest* request, pb::GenerateResponse* response)
+      : response_(response) {
+    grpc::Status st = StartCall(
+        backend, context, *request, [this](GenerationChunk chunk) { OnChunk(std::move(chunk)); },
+        [this](absl::Status status) { Finish(rpc::ToGrpcStatus(status)); }, &slot_);
+    if (!st.ok()) Finish(st);
+  }
+
+  void OnCancel() override { slot_.Cancel(); }
   void OnDone() override { delete this; }
 
  private:
@@ -96,9 +115,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
   }
 
   pb::GenerateResponse* response_;
-  absl::Mutex mutex_;
-  std::shared_ptr<GenerationHandle> handle_ ABSL_GUARDED_BY(mutex_);
-  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
+  HandleSlot slot_;
 };
 
 // GenerateStream: chunks queue up and are written one at a time; the
@@ -107,30 +124,13 @@ class StreamCall final : public grpc::ServerWriteReactor<pb::GenerateStreamRespo
  public:
   StreamCall(GenerationBackend* backend, grpc::CallbackServerContext* context,
              const pb::GenerateRequest* request) {
-    absl::StatusOr<GenerationRequest> r = FromProto(*request, Deadline(context));
-    if (!r.ok()) {
-      Finish(rpc::ToGrpcStatus(r.status()));
-      return;
-    }
-    auto started = backend->Start(
-        *std::move(r), [this](GenerationChunk chunk) { OnChunk(std::move(chunk)); },
-        [this](absl::Status status) { OnBackendDone(std::move(status)); });
-    if (!started.ok()) {
-      Finish(rpc::ToGrpcStatus(started.status()));
-      return;
-    }
-    std::shared_ptr<GenerationHandle> handle = *std::move(started);
-    bool cancel = false;
-    {
-      absl::MutexLock lock(&mutex_);
-      handle_ = handle;
-      cancel = cancelled_;
-    }
-    if (cancel) handle->Cancel();
+    grpc::Status st = StartCall(
+        backend, context, *request, [this](GenerationChunk chunk) { OnChunk(std::move(chunk)); },
+        [this](absl::Status status) { OnBackendDone(std::move(status)); }, &slot_);
+    if (!st.ok()) Finish(st);
   }
 
   void OnWriteDone(bool ok) override {
-    std::shared_ptr<GenerationHandle> cancel;
     {
       absl::MutexLock lock(&mutex_);
       writing_ = false;
@@ -138,21 +138,12 @@ class StreamCall final : public grpc::ServerWriteReactor<pb::GenerateStreamRespo
         // The client is gone: nothing more is written; stop generating.
         broken_ = true;
         pending_.clear();
-        cancel = handle_;
       }
     }
-    if (cancel != nullptr) cancel->Cancel();
+    if (!ok) slot_.Cancel();
     Advance();
   }
-  void OnCancel() override {
-    std::shared_ptr<GenerationHandle> handle;
-    {
-      absl::MutexLock lock(&mutex_);
-      cancelled_ = true;
-      handle = handle_;
-    }
-    if (handle != nullptr) handle->Cancel();
-  }
+  void OnCancel() override { slot_.Cancel(); }
   void OnDone() override { delete this; }
 
  private:
@@ -197,9 +188,8 @@ class StreamCall final : public grpc::ServerWriteReactor<pb::GenerateStreamRespo
     if (action == kFinish) Finish(status);
   }
 
+  HandleSlot slot_;
   absl::Mutex mutex_;
-  std::shared_ptr<GenerationHandle> handle_ ABSL_GUARDED_BY(mutex_);
-  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
   bool broken_ ABSL_GUARDED_BY(mutex_) = false;
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
