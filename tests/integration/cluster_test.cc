@@ -40,6 +40,10 @@ class ClusterTest : public ::testing::Test {
     options.bin_dir = BinDir();
     options.verify_workers = 2;
     options.draft_workers = 2;
+    // Fixed verify lengths: every step verifies drafted tokens whatever the
+    // timings, so the equality checks below always cover accepted drafts
+    // (the confidence scheduler may rightly verify none on a busy machine).
+    options.verify_flags = {"--scheduler=fixed", "--verify_len=3"};
     auto cluster = LocalCluster::Start(options);
     if (!cluster.ok()) {
       start_error_ = new std::string(cluster.status().ToString());

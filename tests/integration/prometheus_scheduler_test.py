@@ -131,7 +131,9 @@ def main():
             up = subprocess.Popen(
                 [args.dspark, "up", "--ports-file", ports, "--work-dir", work / "cluster",
                  "--prometheus-url", f"http://127.0.0.1:{port}",
-                 "--router-args", "--static_max_sessions=64 --scheduler_period_ms=1000"],
+                 "--router-args", "--static_max_sessions=64 --scheduler_period_ms=1000",
+                 # Fixed verify lengths, so that drafts are verified whatever the timings.
+                 "--verify-args", "--scheduler=fixed --verify_len=2"],
                 stdout=open(work / "up.log", "w"), stderr=subprocess.STDOUT)
             wait_for("the cluster", ports.exists, 600, up)
             endpoints = json.loads(ports.read_text())
@@ -170,7 +172,14 @@ def main():
             check(True, "load gone: speculation on with no cap again")
             decisions = gauge(metrics["router"], "dspark_scheduler_metrics_healthy")
             check(decisions == 1, "the router reports fresh load metrics")
-            # What the load left in every process's own metrics.
+            # A few whole requests, then what the traffic left in every
+            # process's own metrics (counters move when sessions finish).
+            for i in range(3):
+                body = json.dumps({"model": MODEL, "prompt": f"Question {i}: why is the sky blue?",
+                                   "max_tokens": 24, "temperature": 0}).encode()
+                urllib.request.urlopen(urllib.request.Request(
+                    f"http://{endpoints['http']}/v1/completions", data=body,
+                    headers={"Content-Type": "application/json"}), timeout=300).read()
             for proc, name in [("router", "dspark_time_to_first_token_seconds_count"),
                                ("router", "dspark_generation_tokens_total"),
                                ("verify-0", "dspark_step_duration_seconds_count"),
