@@ -12,32 +12,19 @@ default model or the prometheus binary.
 
 import argparse
 import json
-import os
 import pathlib
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 
-MODEL = "smollm2-135m-instruct"
+from cluster_util import (MODEL, check, require_model, skip, start_cluster, stop_cluster,
+                          wait_for)
 
-
-def skip(why):
-    print(f"SKIP: {why}")
-    sys.exit(0)
-
-
-def check(cond, what):
-    if not cond:
-        raise SystemExit(f"FAILED: {what}")
-    print(f"ok: {what}", flush=True)
 
 
 def free_port():
@@ -45,18 +32,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(what, cond, timeout, proc=None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"FAILED: process exited while waiting for {what}")
-        time.sleep(0.2)  # polling another process's state
-    raise SystemExit(f"FAILED: timed out waiting for {what}")
 
 
 def gauge(metrics_addr, name):
@@ -102,9 +77,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dspark", required=True)
     args = ap.parse_args()
-    home = pathlib.Path(os.environ.get("DSPARK_HOME", pathlib.Path.home() / ".cache/dspark"))
-    if not (home / "models" / f"{MODEL}.gguf").exists():
-        skip(f"{MODEL} is not pulled (dspark pull)")
+    require_model()
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         skip("prometheus is not installed (apt install prometheus; tools/setup.sh test does)")
@@ -126,17 +99,12 @@ def main():
         try:
             wait_for("prometheus ready", lambda: prom_has_series(port, "vector(1)"), 60, prom)
             check(True, f"prometheus serving on 127.0.0.1:{port}")
-            ports = work / "ports.json"
-            # Room for the load at the router (64 sessions), a fast scheduler.
-            up = subprocess.Popen(
-                [args.dspark, "up", "--ports-file", ports, "--work-dir", work / "cluster",
-                 "--prometheus-url", f"http://127.0.0.1:{port}",
-                 "--router-args", "--static_max_sessions=64 --scheduler_period_ms=1000",
-                 # Fixed verify lengths, so that drafts are verified whatever the timings.
-                 "--verify-args", "--scheduler=fixed --verify_len=2"],
-                stdout=open(work / "up.log", "w"), stderr=subprocess.STDOUT)
-            wait_for("the cluster", ports.exists, 600, up)
-            endpoints = json.loads(ports.read_text())
+            # Room for the load at the router (64 sessions), a fast scheduler,
+            # fixed verify lengths so that drafts are verified whatever the timings.
+            up, endpoints = start_cluster(args.dspark, work, [
+                "--prometheus-url", f"http://127.0.0.1:{port}",
+                "--router-args", "--static_max_sessions=64 --scheduler_period_ms=1000",
+                "--verify-args", "--scheduler=fixed --verify_len=2"])
             metrics = endpoints["metrics"]
             check("router" in metrics and "verify-0" in metrics,
                   "every process reports a /metrics address")
@@ -191,11 +159,7 @@ def main():
                 check(value is not None and value > 0, f"{proc} exports {name} = {value}")
         finally:
             if up is not None:
-                up.send_signal(signal.SIGINT)
-                try:
-                    up.wait(timeout=90)
-                except subprocess.TimeoutExpired:
-                    up.kill()
+                stop_cluster(up)
             prom.terminate()
             prom.wait(timeout=30)
     print("PASS")

@@ -10,47 +10,16 @@ Skips (exit 0, "SKIP:") without the default model or the Python packages.
 """
 
 import argparse
-import json
-import os
 import pathlib
-import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+from cluster_util import MODEL, check, require_model, skip, start_cluster, stop_cluster
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODEL = "smollm2-135m-instruct"
 QUESTION = "Name three primary colors."
 MAX_TOKENS = 40
-
-
-def skip(why):
-    print(f"SKIP: {why}")
-    sys.exit(0)
-
-
-def check(cond, what):
-    if not cond:
-        raise SystemExit(f"FAILED: {what}")
-    print(f"ok: {what}", flush=True)
-
-
-def start_cluster(dspark, work):
-    ports = work / "ports.json"
-    proc = subprocess.Popen(
-        [dspark, "up", "--ports-file", ports, "--work-dir", work / "cluster"],
-        stdout=open(work / "up.log", "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 600
-    while not ports.exists():
-        if proc.poll() is not None:
-            print((work / "up.log").read_text()[-4000:])
-            raise SystemExit("FAILED: dspark up exited during start-up")
-        if time.time() > deadline:
-            proc.kill()
-            raise SystemExit("FAILED: cluster not ready in 600 s")
-        time.sleep(0.1)  # polling a file another process writes
-    return proc, json.loads(ports.read_text())
 
 
 def grpc_checks(endpoints, work):
@@ -121,9 +90,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dspark", required=True)
     args = ap.parse_args()
-    home = pathlib.Path(os.environ.get("DSPARK_HOME", pathlib.Path.home() / ".cache/dspark"))
-    if not (home / "models" / f"{MODEL}.gguf").exists():
-        skip(f"{MODEL} is not pulled (dspark pull)")
+    require_model()
     try:
         import grpc, grpc_tools, openai  # noqa: F401
     except ImportError as e:
@@ -136,12 +103,8 @@ def main():
             grpc_text = grpc_checks(endpoints, work)
             chat_text = openai_checks(endpoints)
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        check(proc.returncode == 0, "dspark up stops cleanly on Ctrl-C")
+            code = stop_cluster(proc)
+        check(code == 0, "dspark up stops cleanly on Ctrl-C")
         ref = subprocess.run([args.dspark, "generate", "--model", MODEL, "--chat", QUESTION,
                               "--max-tokens", str(MAX_TOKENS), "--drafter", "none"],
                              capture_output=True, text=True, check=True).stdout
