@@ -20,16 +20,12 @@
 // --drafter-path is the dspark checkpoint (default: the model's committed
 // drafter), --draft-model-path the draft model (default: the target's first
 // --draft-layers layers).
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <memory>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -49,6 +45,7 @@
 #include "tools/cli/model_loading.h"
 #include "tools/cli/prompt_sets.h"
 #include "tools/cli/spec_setup.h"
+#include "tools/cli/workload_runner.h"
 #include "verify_worker/scheduler/step_scheduler.h"
 #include "verify_worker/spec_engine/spec_engine.h"
 
@@ -75,16 +72,6 @@ struct Config {
   }
 };
 
-// What every cell of one concurrency level runs.
-struct Workload {
-  engine::Model* model = nullptr;
-  int concurrency = 1;
-  int max_tokens = 128;
-  std::vector<int32_t> stop_ids;
-  std::vector<size_t> prompt_index;           // [P] index into the prompt set
-  std::vector<std::vector<int32_t>> prompts;  // [P] chat-templated prompt ids
-};
-
 struct CellResult {
   Config config;
   std::string error;  // the cell failed (engine error); numbers below unset
@@ -104,13 +91,6 @@ double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// User + system CPU seconds of this process so far.
-double ProcessCpuSeconds() {
-  rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std::string& text,
                                               int min) {
   std::vector<int> out;
@@ -125,60 +105,17 @@ absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std
   return out;
 }
 
-// Runs the workload on a fresh engine and KV cache with `concurrency`
-// requests in flight.
+// Runs the workload on a fresh engine and KV cache.
 absl::StatusOr<CellResult> RunCell(const Workload& w, drafter::Drafter* drafter,
                                    scheduler::StepScheduler* scheduler, int max_draft) {
-  const int n = static_cast<int>(w.prompts.size());
-  // Room for the `concurrency` largest requests at once: per request what
-  // SpecEngine::Add reserves, plus a block of rounding.
-  std::vector<int64_t> need;
-  for (const auto& p : w.prompts) {
-    need.push_back(static_cast<int64_t>(p.size()) + w.max_tokens +
-                   spec::SpecCounters::kMaxPositions + 1 + 16);
-  }
-  std::sort(need.begin(), need.end(), std::greater<>());
-  need.resize(std::min(w.concurrency, n));
-  auto cache =
-      w.model->NewKvCache({.max_tokens = std::accumulate(need.begin(), need.end(), int64_t{0})});
-  spec::SpecEngine engine(w.model, cache.get(), drafter, scheduler, /*tokenizer=*/nullptr,
-                          {.max_running = w.concurrency,
-                           .prefix_cache_entries = 0,
-                           .max_draft_tokens = max_draft});
+  DSPARK_ASSIGN_OR_RETURN(WorkloadRun run, RunWorkload(w, drafter, scheduler, max_draft));
   CellResult r;
-  r.outputs.resize(n);
-  std::map<spec::RequestId, int> index;
-  int next = 0;
-  auto add_next = [&]() -> absl::Status {
-    spec::SpecRequest request;
-    request.prompt = w.prompts[next];
-    request.max_tokens = w.max_tokens;
-    request.stop_ids = w.stop_ids;
-    DSPARK_ASSIGN_OR_RETURN(spec::RequestId id, engine.Add(std::move(request)));
-    index[id] = next++;
-    return absl::OkStatus();
-  };
-  const auto t0 = Clock::now();
-  const double cpu0 = ProcessCpuSeconds();
-  while (next < std::min(w.concurrency, n)) DSPARK_RETURN_IF_ERROR(add_next());
-  std::vector<spec::SpecEvent> events;
-  while (engine.HasWork()) {
-    events.clear();
-    DSPARK_RETURN_IF_ERROR(engine.Step(&events));
-    for (const spec::SpecEvent& e : events) {
-      std::vector<int32_t>& out = r.outputs[index.at(e.id)];
-      out.insert(out.end(), e.tokens.begin(), e.tokens.end());
-      if (e.finish == spec::FinishReason::kError) return e.error;
-      if (e.finish == spec::FinishReason::kNone) continue;
-      r.counters.Add(e.counters);
-      if (next < n) DSPARK_RETURN_IF_ERROR(add_next());
-    }
-  }
-  r.wall_s = SecondsSince(t0);
-  r.cpu_s = ProcessCpuSeconds() - cpu0;
-  r.tokens_per_s = r.counters.generated_tokens / std::max(r.wall_s, 1e-9);
-  r.tau = static_cast<double>(r.counters.generated_tokens - n) /
-          std::max<int64_t>(1, r.counters.decode_steps);
+  r.wall_s = run.wall_s;
+  r.cpu_s = run.cpu_s;
+  r.counters = run.counters;
+  r.tokens_per_s = run.counters.generated_tokens / std::max(run.wall_s, 1e-9);
+  r.tau = run.tau();
+  r.outputs = std::move(run.outputs);
   return r;
 }
 
@@ -289,18 +226,11 @@ absl::Status Bench::PrepareDrafters() {
 
 absl::StatusOr<drafter::Drafter*> Bench::DrafterFor(const std::string& kind) {
   if (kind == "draft-model" && draft_model_ != nullptr) return draft_model_.get();
-  // MakeDrafterFromArgs reads --drafter-path for every kind; give each kind its own.
-  std::vector<std::string> argv = {"--model", model_arg_};
   const std::string path = args_.Get(kind == "dspark" ? "drafter-path" : "draft-model-path");
-  if (kind != "ngram" && !path.empty()) argv.insert(argv.end(), {"--drafter-path", path});
-  if (args_.Has("draft-layers")) {
-    argv.insert(argv.end(), {"--draft-layers", args_.Get("draft-layers")});
-  }
-  DSPARK_ASSIGN_OR_RETURN(Args sub,
-                          Args::Parse(argv, {"model", "drafter-path", "draft-layers"}, {}));
-  std::string resolved;
+  DSPARK_ASSIGN_OR_RETURN(int64_t layers, args_.GetInt("draft-layers", 0));
   DSPARK_ASSIGN_OR_RETURN(std::unique_ptr<drafter::Drafter> d,
-                          MakeDrafterFromArgs(sub, kind, model_.get(), &resolved));
+                          MakeDrafterOfKind(model_arg_, kind, kind == "ngram" ? "" : path,
+                                            static_cast<int>(layers), model_.get(), nullptr));
   if (d == nullptr) return absl::InternalError(absl::StrCat("no drafter built for ", kind));
   if (kind == "draft-model") {
     draft_model_ = std::move(d);

@@ -20,6 +20,8 @@ int LogitsCommand(const std::vector<std::string>& args);
 int BenchCommand(const std::vector<std::string>& args);
 int TokenizeCommand(const std::vector<std::string>& args);
 int DistillCommand(const std::vector<std::string>& args);
+// `dspark eval-drafter`: acceptance and calibration on the held-out prompt sets.
+int EvalDrafterCommand(const std::vector<std::string>& args);
 // `dspark up`: a local cluster on 127.0.0.1 (up_command.cc).
 int UpCommand(const std::vector<std::string>& args);
 // `dspark bench tokenizer ...` (args after "tokenizer").

@@ -23,6 +23,8 @@ constexpr char kUsage[] =
     "                        --chat: messages -> prompt)\n"
     "  distill --model M     self-distillation data for drafter training (--prompts FILE\n"
     "                        --out DIR --layers a,b,c; tools/dspark_drafter/DATA.md)\n"
+    "  eval-drafter          drafter acceptance by position, tau and confidence calibration\n"
+    "                        (ECE) on the held-out prompt sets, greedy and sampled\n"
     "  up                    a local cluster (router + verify + draft workers) on 127.0.0.1;\n"
     "                        --demo sends chat requests through its OpenAI endpoint\n";
 
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   if (command == "bench") return dspark::cli::BenchCommand(args);
   if (command == "tokenize") return dspark::cli::TokenizeCommand(args);
   if (command == "distill") return dspark::cli::DistillCommand(args);
+  if (command == "eval-drafter") return dspark::cli::EvalDrafterCommand(args);
   if (command == "up") return dspark::cli::UpCommand(args);
   std::fprintf(stderr, "dspark: unknown command '%s'\n%s", command.c_str(), kUsage);
   return 2;

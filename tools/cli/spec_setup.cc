@@ -27,27 +27,34 @@ std::string CommittedDrafterDir(const std::string& model_arg) {
   return "";
 }
 
-absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeDrafterFromArgs(const Args& args,
-                                                                      const std::string& kind,
-                                                                      engine::Model* target,
-                                                                      std::string* resolved) {
-  drafter::DrafterOptions options{.kind = kind, .path = args.Get("drafter-path")};
-  DSPARK_ASSIGN_OR_RETURN(int64_t layers, args.GetInt("draft-layers", options.draft_layers));
-  options.draft_layers = static_cast<int>(layers);
+absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeDrafterOfKind(
+    const std::string& model_arg, const std::string& kind, const std::string& path,
+    int draft_layers, engine::Model* target, std::string* resolved) {
+  drafter::DrafterOptions options{.kind = kind, .path = path};
+  if (draft_layers > 0) options.draft_layers = draft_layers;
   if (kind == "auto" || (kind == "dspark" && options.path.empty())) {
-    const std::string dir = CommittedDrafterDir(args.Get("model"));
+    const std::string dir = CommittedDrafterDir(model_arg);
     if (!dir.empty()) {
       options.kind = "dspark";
       options.path = dir;
     } else if (kind == "dspark") {
-      return absl::NotFoundError(absl::StrCat("no committed DSpark drafter for '",
-                                              args.Get("model"), "'; pass --drafter-path"));
+      return absl::NotFoundError(
+          absl::StrCat("no committed DSpark drafter for '", model_arg, "'; pass --drafter-path"));
     } else {
       options.kind = "ngram";
     }
   }
-  *resolved = options.kind;
+  if (resolved != nullptr) *resolved = options.kind;
   return drafter::MakeDrafter(options, target);
+}
+
+absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeDrafterFromArgs(const Args& args,
+                                                                      const std::string& kind,
+                                                                      engine::Model* target,
+                                                                      std::string* resolved) {
+  DSPARK_ASSIGN_OR_RETURN(int64_t layers, args.GetInt("draft-layers", 0));
+  return MakeDrafterOfKind(args.Get("model"), kind, args.Get("drafter-path"),
+                           static_cast<int>(layers), target, resolved);
 }
 
 absl::StatusOr<scheduler::CostTable> CostTableFromArgs(const Args& args, engine::Model* target) {

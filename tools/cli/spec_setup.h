@@ -28,8 +28,16 @@ inline const std::set<std::string> kSpecValueFlags = {"drafter",   "drafter-path
 // or "" when there is none.
 std::string CommittedDrafterDir(const std::string& model_arg);
 
-// The drafter named by `kind` for `target` (null for "none"); "auto"
-// resolves as above. *resolved gets the kind used.
+// The drafter `kind` (auto|dspark|draft-model|ngram|none: null for "none")
+// for `target`, from `path` ("" = the default: for dspark the committed
+// drafter of `model_arg`, for draft-model the target's first `draft_layers`
+// layers, 0 = the factory's default). "auto" resolves as above; *resolved
+// (may be null) gets the kind used.
+absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeDrafterOfKind(
+    const std::string& model_arg, const std::string& kind, const std::string& path,
+    int draft_layers, engine::Model* target, std::string* resolved);
+
+// MakeDrafterOfKind from --model, --drafter-path and --draft-layers.
 absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeDrafterFromArgs(const Args& args,
                                                                       const std::string& kind,
                                                                       engine::Model* target,
