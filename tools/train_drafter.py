@@ -74,32 +74,47 @@ import gguf  # noqa: E402
 # ---- data -------------------------------------------------------------------
 
 class DistillData:
-    """The `dspark distill` output directory, memory-mapped."""
+    """One or more `dspark distill` output directories (same target layers),
+    memory-mapped, as one list of sequences."""
 
-    def __init__(self, directory):
-        d = pathlib.Path(directory).expanduser()
-        self.meta = json.loads((d / "meta.json").read_text())
-        self.layers = list(self.meta["target_layer_ids"])
-        self.dim = int(self.meta["target_hidden_size"])
-        self.row = len(self.layers) * self.dim
-        self.index = [json.loads(l) for l in (d / "index.jsonl").read_text().splitlines() if l]
-        self.tokens = np.memmap(d / "tokens.bin", dtype=np.int32, mode="r")
-        n_rows = os.path.getsize(d / "features.bin") // (2 * self.row)
-        self.features = np.memmap(d / "features.bin", dtype=np.float16, mode="r",
-                                  shape=(n_rows, self.row))
-        last = self.index[-1]
-        assert last["token_offset"] + last["n_tokens"] <= self.tokens.shape[0], "tokens.bin short"
-        assert last["feature_offset"] + last["n_features"] <= n_rows, "features.bin short"
+    def __init__(self, directories):
+        if isinstance(directories, (str, pathlib.Path)):
+            directories = [directories]
+        self.index, self.tokens, self.features = [], [], []
+        self.layers = None
+        for part, directory in enumerate(directories):
+            d = pathlib.Path(directory).expanduser()
+            meta = json.loads((d / "meta.json").read_text())
+            layers, dim = list(meta["target_layer_ids"]), int(meta["target_hidden_size"])
+            if self.layers is None:
+                self.meta, self.layers, self.dim = meta, layers, dim
+                self.row = len(layers) * dim
+            elif (layers, dim) != (self.layers, self.dim):
+                raise ValueError(f"{d}: layers {layers} / dim {dim} differ from "
+                                 f"{self.layers} / {self.dim} of {directories[0]}")
+            index = [dict(json.loads(l), part=part)
+                     for l in (d / "index.jsonl").read_text().splitlines() if l]
+            tokens = np.memmap(d / "tokens.bin", dtype=np.int32, mode="r")
+            n_rows = os.path.getsize(d / "features.bin") // (2 * self.row)
+            features = np.memmap(d / "features.bin", dtype=np.float16, mode="r",
+                                 shape=(n_rows, self.row))
+            last = index[-1]
+            assert last["token_offset"] + last["n_tokens"] <= tokens.shape[0], f"{d}: tokens.bin short"
+            assert last["feature_offset"] + last["n_features"] <= n_rows, f"{d}: features.bin short"
+            self.index += index
+            self.tokens.append(tokens)
+            self.features.append(features)
+        self.feature_rows = sum(f.shape[0] for f in self.features)
 
     def seq_tokens(self, i):
         e = self.index[i]
-        return np.asarray(self.tokens[e["token_offset"]:e["token_offset"] + e["n_tokens"]])
+        return np.asarray(self.tokens[e["part"]][e["token_offset"]:e["token_offset"] + e["n_tokens"]])
 
     def seq_features(self, i, n):
         """The first n feature rows of sequence i, f32 [n, row]."""
         e = self.index[i]
         a = e["feature_offset"]
-        return torch.from_numpy(np.asarray(self.features[a:a + n], dtype=np.float32))
+        return torch.from_numpy(np.asarray(self.features[e["part"]][a:a + n], dtype=np.float32))
 
     def generated_counts(self, vocab):
         counts = np.zeros(vocab, dtype=np.int64)
@@ -352,7 +367,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", required=True, help="target GGUF file")
     ap.add_argument("--target-name", default="", help="config.json target_model (default: GGUF name)")
-    ap.add_argument("--data", required=True, help="`dspark distill` output directory")
+    ap.add_argument("--data", required=True, nargs="+",
+                    help="`dspark distill` output directories (same --layers), used as one data set")
     ap.add_argument("--out", required=True, help="drafter checkpoint directory to write")
     ap.add_argument("--work-dir", required=True, help="resume state and logs (keep out of git)")
     ap.add_argument("--resume", action="store_true")
@@ -381,6 +397,9 @@ def main():
     ap.add_argument("--val-fraction", type=float, default=0.02)
     ap.add_argument("--val-anchors", type=int, default=64, help="anchors per held-out sequence")
     ap.add_argument("--eval-every-minutes", type=float, default=10)
+    ap.add_argument("--snapshots", action="store_true",
+                    help="also save the drafter at every eval to WORK_DIR/snapshots/<label tokens> "
+                         "(for a tau-vs-training-tokens curve with `dspark eval-drafter`)")
     ap.add_argument("--save-every-minutes", type=float, default=5)
     ap.add_argument("--bf16", action="store_true", help="torch.autocast(bfloat16) for the forward")
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16", help="checkpoint weights")
@@ -448,7 +467,7 @@ def main():
     gen_tokens = sum(e["n_tokens"] - e["prompt_tokens"] for e in data.index)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[train] {n} sequences ({len(train_ids)} train, {len(val_ids)} val), {gen_tokens} generated "
-          f"tokens, {data.features.shape[0]} feature rows; drafter {n_params / 1e6:.2f}M params, "
+          f"tokens, {data.feature_rows} feature rows; drafter {n_params / 1e6:.2f}M params, "
           f"draft vocab {len(d2t_ids)} (covers {100 * covered:.1f}% of generated tokens), "
           f"layers {data.layers}, mask {config.mask_token_id}", file=sys.stderr)
     err = check_against_reference(model, target, head_w, data, random.Random(0))
@@ -543,6 +562,11 @@ def main():
             history.append({"step": step, "label_tokens": label_tokens_seen, "val": ev})
             print(f"[train] val: ce {ev['ce']:.3f} conf {ev['conf']:.3f} acc@1 {ev['acc1']:.3f} "
                   f"tau_est {ev['tau_est']:.2f}", file=sys.stderr, flush=True)
+            if args.snapshots:
+                model.eval()
+                model.save_pretrained(work / "snapshots" / f"{label_tokens_seen:09d}",
+                                      dtype=torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+                model.train()
             last_eval = time.time()
         if now - last_save > args.save_every_minutes * 60:
             save_state()
