@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Writes a random-weight DSpark drafter checkpoint (config.json +
-model.safetensors) shaped for a GGUF target: the "random-weight DSpark
-drafter" the lossless tests speculate with. Its drafts are poor but well
-formed (finite logits, confidences spread around 0.5, a Markov head that
-visibly changes the logits), which is all a losslessness test needs.
+model.safetensors) shaped for a target (GGUF file or Hugging Face directory):
+the "random-weight DSpark drafter" the lossless tests speculate with. Its
+drafts are poor but well formed (finite logits, confidences spread around
+0.5, a Markov head that visibly changes the logits), which is all a
+losslessness test needs.
 
   .venv/bin/python tools/make_random_drafter.py \
       --target ~/.cache/dspark/models/smollm2-135m-instruct.gguf --out /tmp/dspark-random
@@ -81,7 +82,8 @@ def random_drafter(config, seed):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--target", required=True, help="target GGUF file")
+    ap.add_argument("--target", required=True,
+                    help="target: GGUF file, Hugging Face model directory or pulled catalogue name")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--layers", type=int, default=1, help="drafter layers (default 1)")
     ap.add_argument("--markov-rank", type=int, default=32, help="r (default 32)")

@@ -8,6 +8,10 @@
         --data ~/.cache/dspark/distill/smollm2 --out models/drafters/smollm2-135m-instruct \
         --work-dir ~/.cache/dspark/train/smollm2 --max-minutes 45
 
+--target is what `dspark distill --model` took: a GGUF file, a Hugging Face
+model directory (config.json + safetensors; read without transformers,
+tools/dspark_drafter/hf_target.py) or a pulled catalogue name.
+
 Data: tools/dspark_drafter/DATA.md (tokens.bin, features.bin, index.jsonl,
 meta.json). Model and checkpoint: tools/dspark_drafter/README.md.
 
@@ -66,7 +70,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from dspark_drafter.model import DSparkConfig, DSparkDrafter, apply_rope, rope_cos_sin  # noqa: E402
-from dspark_drafter.target import GgufTarget, pick_mask_token  # noqa: E402
+from dspark_drafter.hf_target import HfCheckpoint  # noqa: E402
+from dspark_drafter.target import load_target, pick_mask_token  # noqa: E402
 
 import gguf  # noqa: E402
 
@@ -151,41 +156,61 @@ def _unpermute_rope(w, n_head):
     return w.reshape(n_head, out // n_head // 2, 2, inp).transpose(1, 2).reshape(out, inp)
 
 
-def init_from_target(model, gguf_path, layer, meta):
-    """Copies target layer `layer` into every drafter layer and the target's
-    final norm into `norm`; fc starts as the identity on the last feature
-    slice (Llama-family GGUF targets only; other tensors keep their init)."""
+def gguf_layer_weights(gguf_path, layer, meta):
+    """Layer `layer` of a GGUF target and its final norm as {GGUF module name
+    (attn_q, ..., ffn_norm, output_norm): f32 tensor}, q/k rows in the halves
+    layout."""
     reader = gguf.GGUFReader(str(gguf_path))
     t = {x.name: x for x in reader.tensors}
     p = f"blk.{layer}."
+    out = {n[len(p):-len(".weight")]: _dequant(x) for n, x in t.items()
+           if n.startswith(p) and n.endswith(".weight")}
+    if "output_norm.weight" in t:
+        out["output_norm"] = _dequant(t["output_norm.weight"])
+    if meta.architecture == "llama":
+        for name, heads in (("attn_q", meta.num_heads), ("attn_k", meta.num_kv_heads)):
+            if name in out:
+                out[name] = _unpermute_rope(out[name], heads)
+    return out
+
+
+def init_from_target(model, target_path, layer, meta):
+    """Copies target layer `layer` into every drafter layer and the target's
+    final norm into `norm`; fc starts as the identity on the last feature
+    slice. The target is a GGUF file or a Hugging Face directory (its layer
+    read in GGUF naming, HfCheckpoint.layer_weights). q_norm/k_norm are
+    copied when the target has them (Qwen3, Gemma 3) and otherwise stay 1.
+    A target whose layer lacks a Llama-family tensor or does not fit the
+    drafter's shapes leaves the whole random init in place."""
+    path = pathlib.Path(target_path)
+    w = (HfCheckpoint(path).layer_weights(layer) if path.is_dir()
+         else gguf_layer_weights(path, layer, meta))
     need = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
-            "attn_norm", "ffn_norm"]
-    if any(p + n + ".weight" not in t for n in need) or "output_norm.weight" not in t:
+            "attn_norm", "ffn_norm", "output_norm"]
+    if any(n not in w for n in need):
         print(f"[train] target layer {layer} not found; random init", file=sys.stderr)
         return
-    g = lambda n: _dequant(t[p + n + ".weight"])  # noqa: E731
-    c = model.config
+    pairs = []  # (drafter parameter, target tensor)
+    for L in model.layers:
+        a = L.self_attn
+        pairs += [(a.q_proj.weight, w["attn_q"]), (a.k_proj.weight, w["attn_k"]),
+                  (a.v_proj.weight, w["attn_v"]), (a.o_proj.weight, w["attn_output"]),
+                  (L.mlp.gate_proj.weight, w["ffn_gate"]), (L.mlp.up_proj.weight, w["ffn_up"]),
+                  (L.mlp.down_proj.weight, w["ffn_down"]),
+                  (L.input_layernorm.weight, w["attn_norm"].view(-1)),
+                  (L.post_attention_layernorm.weight, w["ffn_norm"].view(-1))]
+        for name, norm in (("attn_q_norm", a.q_norm), ("attn_k_norm", a.k_norm)):
+            if name in w:
+                pairs.append((norm.weight, w[name].view(-1)))
+    pairs.append((model.norm.weight, w["output_norm"].view(-1)))
+    if any(p.shape != t.shape for p, t in pairs):
+        print("[train] target layer shape differs from the drafter's; random init",
+              file=sys.stderr)
+        return
     with torch.no_grad():
-        for L in model.layers:
-            a = L.self_attn
-            q, k = g("attn_q"), g("attn_k")
-            if meta.architecture == "llama":
-                q, k = _unpermute_rope(q, meta.num_heads), _unpermute_rope(k, meta.num_kv_heads)
-            if q.shape != a.q_proj.weight.shape or k.shape != a.k_proj.weight.shape:
-                print("[train] target layer shape differs from the drafter's; random init",
-                      file=sys.stderr)
-                return
-            a.q_proj.weight.copy_(q)
-            a.k_proj.weight.copy_(k)
-            a.v_proj.weight.copy_(g("attn_v"))
-            a.o_proj.weight.copy_(g("attn_output"))
-            L.mlp.gate_proj.weight.copy_(g("ffn_gate"))
-            L.mlp.up_proj.weight.copy_(g("ffn_up"))
-            L.mlp.down_proj.weight.copy_(g("ffn_down"))
-            L.input_layernorm.weight.copy_(g("attn_norm").view(-1))
-            L.post_attention_layernorm.weight.copy_(g("ffn_norm").view(-1))
-        model.norm.weight.copy_(_dequant(t["output_norm.weight"]).view(-1))
-        D = c.target_hidden_size
+        for p, t in pairs:
+            p.copy_(t)
+        D = model.config.target_hidden_size
         fc = torch.randn_like(model.fc.weight) * 0.02
         fc[:, -D:] += torch.eye(D)
         model.fc.weight.copy_(fc)
@@ -365,8 +390,10 @@ def make_config(args, meta, data, draft_vocab):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", required=True, help="target GGUF file")
-    ap.add_argument("--target-name", default="", help="config.json target_model (default: GGUF name)")
+    ap.add_argument("--target", required=True,
+                    help="target: GGUF file, Hugging Face model directory or pulled catalogue name")
+    ap.add_argument("--target-name", default="",
+                    help="config.json target_model (default: the GGUF's name or the directory's)")
     ap.add_argument("--data", required=True, nargs="+",
                     help="`dspark distill` output directories (same --layers), used as one data set")
     ap.add_argument("--out", required=True, help="drafter checkpoint directory to write")
@@ -421,7 +448,7 @@ def main():
     work = pathlib.Path(args.work_dir).expanduser()
     work.mkdir(parents=True, exist_ok=True)
     data = DistillData(args.data)
-    target = GgufTarget.load(args.target)
+    target = load_target(args.target)
     meta = target.meta
     assert data.dim == meta.dim, (data.dim, meta.dim)
     state_path = work / "train_state.pt"
@@ -454,7 +481,7 @@ def main():
             if dv:
                 model.d2t.copy_(d2t_ids - torch.arange(dv))
         if args.init == "target":
-            init_from_target(model, args.target, meta.num_layers - 1, meta)
+            init_from_target(model, meta.path, meta.num_layers - 1, meta)
     head_w = target.head[d2t_ids]  # [draft vocab, D]
     t2d = torch.full((meta.vocab_size,), -1, dtype=torch.int64)
     t2d[d2t_ids] = torch.arange(len(d2t_ids))

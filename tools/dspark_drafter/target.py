@@ -1,16 +1,18 @@
-"""The parts of a GGUF target model a DSpark drafter shares: its token
-embedding (with the architecture's embedding scale) and its LM head (with the
-final soft-cap), de-quantized to f32 torch tensors with the `gguf` package,
-plus the shape metadata a drafter config is built from.
+"""The parts of a target model a DSpark drafter shares: its token embedding
+(with the architecture's embedding scale) and its LM head (with the final
+soft-cap), as f32 torch tensors, plus the shape metadata a drafter config is
+built from. A GGUF file is de-quantized with the `gguf` package (here); a
+Hugging Face directory is read with `safetensors` (hf_target.py).
 
 The numbers match the C++ engine's Model::Embed / Model::LmHead in exact mode
 (f32 activations over the de-quantized weights) up to summation order.
 
-    target = GgufTarget.load("~/.cache/dspark/models/smollm2-135m-instruct.gguf")
-    x = target.embed(torch.tensor([1, 2]))   # [2, dim]
-    logits = target.lm_head(x)               # [2, vocab]
+    target = load_target("smollm2-135m-instruct")  # catalogue name, GGUF file or HF directory
+    x = target.embed(torch.tensor([1, 2]))         # [2, dim]
+    logits = target.lm_head(x)                     # [2, vocab]
 """
 
+import os
 import pathlib
 from dataclasses import dataclass, field
 
@@ -37,7 +39,8 @@ def _field(reader, key, default=None):
 
 @dataclass
 class TargetMeta:
-    """Shape metadata of a GGUF target (the keys the engine's ReadModelConfig reads)."""
+    """Shape metadata of a target (the keys the engine's ReadModelConfig reads;
+    a Hugging Face directory's config.json translated as the engine does)."""
 
     path: str
     architecture: str
@@ -95,9 +98,47 @@ def read_meta(reader, path):
     )
 
 
+def model_cache_dir():
+    """The engine's model cache: $DSPARK_HOME/models, else ~/.cache/dspark/models."""
+    home = os.environ.get("DSPARK_HOME")
+    return pathlib.Path(home) / "models" if home else pathlib.Path.home() / ".cache/dspark/models"
+
+
+def resolve_target_path(arg):
+    """A target argument as the engine's --model reads it: an existing GGUF
+    file or Hugging Face directory, else a catalogue name (no '/') already
+    pulled to <model cache>/<name>.gguf. Unlike the engine, an existing path
+    wins over a catalogue name, and the catalogue itself is not consulted."""
+    path = pathlib.Path(arg).expanduser()
+    if path.exists():
+        return path
+    if "/" not in str(arg):
+        cached = model_cache_dir() / f"{arg}.gguf"
+        if cached.is_file():
+            return cached
+        raise FileNotFoundError(f"target {arg}: no such file or directory, and no pulled "
+                                f"catalogue model {cached} (run `dspark pull {arg}`)")
+    raise FileNotFoundError(f"target {arg}: no such file or directory")
+
+
 def load_meta(path):
-    """Metadata only (no tensors de-quantized)."""
+    """Metadata only (no tensors read) of a GGUF file, a Hugging Face
+    directory or a pulled catalogue model."""
+    path = resolve_target_path(path)
+    if path.is_dir():
+        from .hf_target import load_hf_meta  # hf_target imports this module
+        return load_hf_meta(path)
     return read_meta(gguf.GGUFReader(str(path)), path)
+
+
+def load_target(path):
+    """The embedding and head of a GGUF file (GgufTarget), a Hugging Face
+    directory (HfTarget) or a pulled catalogue model."""
+    path = resolve_target_path(path)
+    if path.is_dir():
+        from .hf_target import HfTarget
+        return HfTarget.load(path)
+    return GgufTarget.load(path)
 
 
 def _dequantize(tensor):
@@ -108,28 +149,14 @@ def _dequantize(tensor):
     return np.array(values, dtype=np.float32, copy=True).reshape(rows, int(tensor.shape[0]))
 
 
-class GgufTarget:
-    """A target's embedding and LM head as f32 torch tensors (read-only use)."""
+class Target:
+    """A target's embedding and LM head as f32 torch tensors (read-only use).
+    Built by GgufTarget.load / HfTarget.load, or load_target for either."""
 
     def __init__(self, meta, embedding, head):
         self.meta = meta
         self.embedding = embedding  # [vocab, dim] without the embed scale
         self.head = head            # [vocab, dim]; the same tensor when tied
-
-    @classmethod
-    def load(cls, path):
-        path = pathlib.Path(path).expanduser()
-        reader = gguf.GGUFReader(str(path))
-        meta = read_meta(reader, path)
-        tensors = {t.name: t for t in reader.tensors}
-        embedding = torch.from_numpy(_dequantize(tensors["token_embd.weight"]))
-        if "output.weight" in tensors:
-            head = torch.from_numpy(_dequantize(tensors["output.weight"]))
-        else:
-            head = embedding
-        assert embedding.shape == (meta.vocab_size, meta.dim), embedding.shape
-        assert head.shape == (meta.vocab_size, meta.dim), head.shape
-        return cls(meta, embedding, head)
 
     def embed(self, ids):
         """ids [n] -> [n, dim], times the embedding scale (Model::Embed)."""
@@ -149,11 +176,32 @@ class GgufTarget:
         return logits
 
 
+class GgufTarget(Target):
+    """A GGUF target's embedding and head, de-quantized."""
+
+    @classmethod
+    def load(cls, path):
+        path = pathlib.Path(path).expanduser()
+        reader = gguf.GGUFReader(str(path))
+        meta = read_meta(reader, path)
+        tensors = {t.name: t for t in reader.tensors}
+        embedding = torch.from_numpy(_dequantize(tensors["token_embd.weight"]))
+        if "output.weight" in tensors:
+            head = torch.from_numpy(_dequantize(tensors["output.weight"]))
+        else:
+            head = embedding
+        assert embedding.shape == (meta.vocab_size, meta.dim), embedding.shape
+        assert head.shape == (meta.vocab_size, meta.dim), head.shape
+        return cls(meta, embedding, head)
+
+
 def pick_mask_token(meta):
     """A real token id the target never emits in text, for the block's MASK
     slots: the first UNUSED token (Qwen's padding rows, Gemma's <unusedN>),
     else the padding token when it differs from BOS/EOS, else the last CONTROL
-    token that is neither BOS nor EOS, else the last id of the vocabulary."""
+    token that is neither BOS nor EOS, else the last id of the vocabulary.
+    A Hugging Face directory's types come from its tokenizer.json
+    (hf_target.read_hf_vocab); without one only the last two rules apply."""
     types = meta.token_types
     for i, t in enumerate(types[: meta.vocab_size]):
         if t == TOKEN_TYPE_UNUSED:
@@ -179,9 +227,13 @@ def default_target_layers(num_layers):
 
 __all__ = [
     "GgufTarget",
+    "Target",
     "TargetMeta",
     "default_target_layers",
     "load_meta",
+    "load_target",
+    "model_cache_dir",
     "pick_mask_token",
     "read_meta",
+    "resolve_target_path",
 ]
