@@ -1,6 +1,8 @@
 // Starting a gRPC server the dspark way: bound to an address whose port may
 // be 0 (chosen at run time and reported), with grpc.health.v1 and server
-// reflection, and a graceful drain. Thread-safe after Start returns.
+// reflection, a graceful drain, and INVALID_ARGUMENT (not gRPC's bare
+// UNIMPLEMENTED or INTERNAL) for a unary or server-streaming request whose
+// bytes do not parse. Thread-safe after Start returns.
 //
 //   MyService service;
 //   DSPARK_ASSIGN_OR_RETURN(auto server, rpc::StartServer({.address = "127.0.0.1:0"}, {&service}));

@@ -2,6 +2,7 @@
 // draft workers as separate processes on 127.0.0.1, serving the default
 // model, checked through the public gRPC API against in-process target-only
 // generation. Slow (starts real processes); label "integration".
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
@@ -127,6 +128,43 @@ void RunConcurrently(int n, int threads, const std::function<void(int)>& one) {
     });
   }
   for (auto& t : pool) t.join();
+}
+
+// Calls `method` with `bytes` as the request whatever its type (unary and
+// server-streaming alike); the status, and in `messages` how many responses.
+grpc::Status RawCall(const std::string& target, const std::string& method, const std::string& bytes,
+                     int* messages) {
+  grpc::GenericStub stub(rpc::MakeChannel(target));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  grpc::CompletionQueue cq;
+  void* tag = nullptr;
+  bool ok = false;
+  auto next = [&] { EXPECT_TRUE(cq.Next(&tag, &ok)); };
+  auto call = stub.PrepareCall(&context, method, &cq);
+  call->StartCall(nullptr);
+  next();
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  call->Write(request, nullptr);
+  next();
+  call->WritesDone(nullptr);
+  next();
+  *messages = 0;
+  grpc::ByteBuffer response;
+  for (;;) {
+    call->Read(&response, nullptr);
+    next();
+    if (!ok) break;
+    ++*messages;
+  }
+  grpc::Status status;
+  call->Finish(&status, nullptr);
+  next();
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
 }
 
 TEST_F(ClusterTest, GreedyOutputEqualsTargetOnlyAtConcurrency16) {
@@ -277,6 +315,24 @@ TEST_F(ClusterTest, BadInputIsInvalidArgumentWhileACanaryCompletes) {
     grpc::ClientContext context;
     v1::GenerateResponse response;
     EXPECT_EQ(stub_->Generate(&context, r, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  // Bytes that are not a GenerateRequest at all (the router's handlers never
+  // see them: StartServer's interceptor answers).
+  for (const char* method :
+       {"/dspark.v1.Generation/Generate", "/dspark.v1.Generation/GenerateStream"}) {
+    for (const auto& [what, bytes] : std::vector<std::pair<std::string, std::string>>{
+             {"malformed protobuf", std::string("\xff\xff\xff\xff", 4)},
+             // The prompt field promises 5 bytes and 2 follow.
+             {"truncated protobuf", std::string("\x0a\x05", 2) + "ab"},
+         }) {
+      int messages = -1;
+      grpc::Status st = RawCall(cluster_->router().grpc, method, bytes, &messages);
+      EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << method << " " << what << ": " << st.error_message();
+      EXPECT_NE(st.error_message().find("dspark.v1.GenerateRequest"), std::string::npos)
+          << method << " " << what << ": " << st.error_message();
+      EXPECT_EQ(messages, 0) << method << " " << what;
+    }
   }
   // The OpenAI endpoint, in OpenAI's error shape.
   {
