@@ -53,6 +53,14 @@ Resumable (--resume, from --work-dir/train_state.pt, saved every
 --save-every-minutes and at the end), seeded, and wall-clock bounded
 (--max-minutes: saves and writes the drafter, then exits 0). The learning rate
 follows a cosine over --steps, or over --max-minutes when --steps is 0.
+
+Device (--device cpu|cuda). The drafter, the target's embedding and head, the
+draft-vocabulary rows and every per-sequence tensor live on the device; the
+memory-mapped data is read on the CPU and copied over per sequence. The
+drafter is initialised on the CPU before it moves, so a seed gives the same
+start on either device. train_state.pt holds CPU tensors and loads onto
+whichever device the resuming run uses. The CUDA path is written for a GPU
+machine but tested here only on CPU (README.md).
 """
 
 import argparse
@@ -212,7 +220,7 @@ def init_from_target(model, target_path, layer, meta):
             p.copy_(t)
         D = model.config.target_hidden_size
         fc = torch.randn_like(model.fc.weight) * 0.02
-        fc[:, -D:] += torch.eye(D)
+        fc[:, -D:] += torch.eye(D, device=fc.device)
         model.fc.weight.copy_(fc)
 
 
@@ -232,7 +240,7 @@ def block_attention(attn, h, positions, ctx_k, ctx_v, ctx_lens):
     s_ctx = torch.einsum("abkgd,ckd->akgbc", q, ctx_k) * scale  # [A, kvh, g, B, Lc]
     s_blk = torch.einsum("abkgd,aekd->akgbe", q, bk) * scale    # [A, kvh, g, B, B]
     Lc = ctx_k.shape[0]
-    visible = torch.arange(Lc)[None, :] < ctx_lens[:, None]    # [A, Lc]
+    visible = torch.arange(Lc, device=ctx_k.device)[None, :] < ctx_lens[:, None]  # [A, Lc]
     s_ctx = s_ctx.masked_fill(~visible[:, None, None, None, :], float("-inf"))
     p = torch.softmax(torch.cat([s_ctx, s_blk], dim=-1).float(), dim=-1)
     out = (torch.einsum("akgbc,ckd->abkgd", p[..., :Lc], ctx_v)
@@ -245,11 +253,11 @@ def sequence_forward(model, target, head_w, features, anchors, last, prev):
     anchors [A] context lengths L; last [A] tokens at L; prev [A, B] teacher
     ids. Returns logits [A, B, draft vocab] and z [A, B, H]."""
     c = model.config
-    Lc = features.shape[0]
+    Lc, dev = features.shape[0], features.device
     ctx = model.context(features[None])  # [1, Lc, H]
-    pos = torch.arange(Lc)[None, :]
+    pos = torch.arange(Lc, device=dev)[None, :]
     x = model.block_input(last, target)  # [A, B, H]
-    positions = anchors[:, None] + torch.arange(c.block_size)[None, :]
+    positions = anchors[:, None] + torch.arange(c.block_size, device=dev)[None, :]
     for layer in model.layers:
         k, v = layer.self_attn.key_value(ctx, pos)
         x = x + block_attention(layer.self_attn, layer.input_layernorm(x), positions, k[0], v[0],
@@ -261,17 +269,20 @@ def sequence_forward(model, target, head_w, features, anchors, last, prev):
     return z @ head_w.T, z
 
 
-def check_against_reference(model, target, head_w, data, rng):
-    """The batched forward must equal model.py's DSparkDrafter.forward."""
+def check_against_reference(model, target, head_w, data):
+    """The batched forward must equal model.py's DSparkDrafter.forward (on
+    the run's device: head_w's)."""
+    dev = head_w.device
     i = next(j for j, e in enumerate(data.index) if e["n_tokens"] - e["prompt_tokens"] >= 3)
     e = data.index[i]
-    toks = torch.from_numpy(data.seq_tokens(i).astype(np.int64))
+    toks = torch.from_numpy(data.seq_tokens(i).astype(np.int64)).to(dev)
     P, T = e["prompt_tokens"], e["n_tokens"]
-    anchors = torch.tensor(sorted({P, min(T - 2, P + 1), T - 2}))
+    anchor_list = sorted({P, min(T - 2, P + 1), T - 2})
+    anchors = torch.tensor(anchor_list, device=dev)
     B = model.config.block_size
-    feats = data.seq_features(i, int(anchors.max()))
+    feats = data.seq_features(i, anchor_list[-1]).to(dev)
     last = toks[anchors]
-    idx = (anchors[:, None] + torch.arange(B)[None, :]).clamp(max=T - 1)
+    idx = (anchors[:, None] + torch.arange(B, device=dev)[None, :]).clamp(max=T - 1)
     prev = toks[idx]
     with torch.no_grad():
         logits, _ = sequence_forward(model, target, head_w, feats, anchors, last, prev)
@@ -299,21 +310,24 @@ def sample_anchors(e, n, rng):
 
 
 def sequence_loss(model, target, head_w, t2d, data, i, anchors, pos_w, args, train=True):
-    """Losses and stats of one sequence's anchors."""
+    """Losses and stats of one sequence's anchors (sorted ints). The model,
+    target, head_w, t2d and pos_w are on the run's device (head_w's); the
+    sequence's tokens and features are copied there."""
+    dev = head_w.device
     B = model.config.block_size
     e = data.index[i]
     T = e["n_tokens"]
-    toks = torch.from_numpy(data.seq_tokens(i).astype(np.int64))
-    a = torch.tensor(anchors, dtype=torch.int64)
-    feats = data.seq_features(i, int(a.max()))
-    idx = a[:, None] + torch.arange(B)[None, :]             # slot i sits at L + i
+    toks = torch.from_numpy(data.seq_tokens(i).astype(np.int64)).to(dev)
+    a = torch.tensor(anchors, dtype=torch.int64, device=dev)
+    feats = data.seq_features(i, anchors[-1]).to(dev)        # [max anchor, n * D]
+    idx = a[:, None] + torch.arange(B, device=dev)[None, :]  # slot i sits at L + i
     label_pos = idx + 1                                      # and predicts L + 1 + i
     valid = label_pos < T                                    # [A, B]
     prev = toks[idx.clamp(max=T - 1)]
     labels_t = toks[label_pos.clamp(max=T - 1)]
     labels_d = t2d[labels_t]                                 # -1: outside the draft vocab
     ce_mask = valid & (labels_d >= 0)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=args.bf16):
         logits, z = sequence_forward(model, target, head_w, feats, a, toks[a], prev)
     logits = logits.float()
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels_d.clamp(min=0).reshape(-1),
@@ -335,6 +349,18 @@ def sequence_loss(model, target, head_w, t2d, data, i, anchors, pos_w, args, tra
         "accepted": accepted.float().sum().item(),
     }
     return loss, stats
+
+
+def to_cpu(obj):
+    """obj with every tensor in it (through dicts, lists and tuples) on the CPU;
+    CPU tensors are returned as they are."""
+    if torch.is_tensor(obj):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
 
 
 def lr_at(progress, args):
@@ -368,13 +394,17 @@ def evaluate(model, target, head_w, t2d, data, val_ids, pos_w, args):
 def make_config(args, meta, data, draft_vocab):
     heads = args.heads or meta.num_heads
     kv = args.kv_heads or meta.num_kv_heads
+    # With the target's head count, the target's head_dim, which need not be
+    # dim / heads (Qwen3-0.6B: 16 x 128 for dim 1024; Gemma 3 270m: 4 x 256
+    # for 640), so that init_from_target's shapes fit.
+    head_dim = meta.head_dim if heads == meta.num_heads else meta.dim // heads
     return DSparkConfig(
         hidden_size=meta.dim,
         intermediate_size=args.intermediate or meta.ffn_dim,
         num_hidden_layers=args.layers,
         num_attention_heads=heads,
         num_key_value_heads=kv,
-        head_dim=meta.dim // heads,
+        head_dim=head_dim,
         vocab_size=meta.vocab_size,
         mask_token_id=pick_mask_token(meta),
         target_layer_ids=data.layers,
@@ -399,7 +429,8 @@ def main():
     ap.add_argument("--out", required=True, help="drafter checkpoint directory to write")
     ap.add_argument("--work-dir", required=True, help="resume state and logs (keep out of git)")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="where the drafter trains (cuda: tested only on CPU so far)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layers", type=int, default=1, help="drafter layers")
@@ -407,8 +438,10 @@ def main():
     ap.add_argument("--markov-rank", type=int, default=64)
     ap.add_argument("--draft-vocab", type=int, default=8192, help="0 = the full target vocabulary")
     ap.add_argument("--intermediate", type=int, default=0, help="default: the target's FFN size")
-    ap.add_argument("--heads", type=int, default=0)
-    ap.add_argument("--kv-heads", type=int, default=0)
+    ap.add_argument("--heads", type=int, default=0,
+                    help="default: the target's; head_dim is the target's with the target's head "
+                         "count, else dim / heads")
+    ap.add_argument("--kv-heads", type=int, default=0, help="default: the target's")
     ap.add_argument("--init", choices=["target", "random"], default="target",
                     help="target: start the layer from the target's last layer")
     ap.add_argument("--gamma", type=float, default=4.0, help="position weight decay w_k = exp(-(k-1)/gamma)")
@@ -434,16 +467,18 @@ def main():
     args = ap.parse_args()
     if args.steps <= 0 and args.max_minutes <= 0:
         ap.error("give --steps or --max-minutes")
-    if args.device == "cuda":
-        # The data path and the reference check are CPU code; the GPU recipe
-        # for large targets is future work (the module itself is device-agnostic).
-        print("[train] --device cuda: not supported by this script yet; using cpu", file=sys.stderr)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch.cuda.is_available() is False (a CPU-only torch build, "
+                 "or no GPU visible to it); use --device cpu")
+    device = torch.device(args.device)
     t_start = time.time()
     if args.threads:
         torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed_all(args.seed)
 
     work = pathlib.Path(args.work_dir).expanduser()
     work.mkdir(parents=True, exist_ok=True)
@@ -452,13 +487,19 @@ def main():
     meta = target.meta
     assert data.dim == meta.dim, (data.dim, meta.dim)
     state_path = work / "train_state.pt"
-    resume = torch.load(state_path, weights_only=False) if args.resume and state_path.exists() else None
+    # Loaded on the CPU whatever device saved it: load_state_dict then moves
+    # the weights and AdamW's moments to the parameters' device, and keeps
+    # AdamW's step counters on the CPU, where a fresh run holds them.
+    resume = (torch.load(state_path, map_location="cpu", weights_only=False)
+              if args.resume and state_path.exists() else None)
 
     if resume is not None:
         config = DSparkConfig.from_dict(resume["config"])
         model = DSparkDrafter(config)
         model.load_state_dict(resume["model"])
         d2t_ids = model.draft_to_target()
+        if d2t_ids is None:  # --draft-vocab 0: the full vocabulary
+            d2t_ids = torch.arange(config.vocab_size)
         covered = resume.get("covered", float("nan"))
     else:
         dv = args.draft_vocab if 0 < args.draft_vocab < meta.vocab_size else None
@@ -482,9 +523,13 @@ def main():
                 model.d2t.copy_(d2t_ids - torch.arange(dv))
         if args.init == "target":
             init_from_target(model, meta.path, meta.num_layers - 1, meta)
+    # Initialised (or loaded) on the CPU; from here on everything is on `device`.
+    model.to(device)
+    target.to(device)
+    d2t_ids = d2t_ids.to(device)
     head_w = target.head[d2t_ids]  # [draft vocab, D]
-    t2d = torch.full((meta.vocab_size,), -1, dtype=torch.int64)
-    t2d[d2t_ids] = torch.arange(len(d2t_ids))
+    t2d = torch.full((meta.vocab_size,), -1, dtype=torch.int64, device=device)  # [vocab]
+    t2d[d2t_ids] = torch.arange(len(d2t_ids), device=device)
 
     n = len(data.index)
     order = list(range(n))
@@ -496,8 +541,9 @@ def main():
     print(f"[train] {n} sequences ({len(train_ids)} train, {len(val_ids)} val), {gen_tokens} generated "
           f"tokens, {data.feature_rows} feature rows; drafter {n_params / 1e6:.2f}M params, "
           f"draft vocab {len(d2t_ids)} (covers {100 * covered:.1f}% of generated tokens), "
-          f"layers {data.layers}, mask {config.mask_token_id}", file=sys.stderr)
-    err = check_against_reference(model, target, head_w, data, random.Random(0))
+          f"layers {data.layers}, mask {config.mask_token_id}, heads {config.num_attention_heads} x "
+          f"{config.head_dim}, on {device}", file=sys.stderr)
+    err = check_against_reference(model, target, head_w, data)
     print(f"[train] batched forward == model.py forward (max rel err {err:.1e})", file=sys.stderr)
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
@@ -515,10 +561,11 @@ def main():
         print(f"[train] resumed at step {step} ({elapsed_before / 60:.1f} min done)", file=sys.stderr)
     epoch_order = list(train_ids)
     random.Random(args.seed + 100 + epoch).shuffle(epoch_order)
-    pos_w = position_weights(config.block_size, args.gamma)
+    pos_w = position_weights(config.block_size, args.gamma).to(device)  # [B]
 
     def save_state():
-        torch.save({"config": config.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(),
+        torch.save({"config": config.to_dict(), "model": to_cpu(model.state_dict()),
+                    "opt": to_cpu(opt.state_dict()),
                     "step": step, "elapsed": elapsed_before + time.time() - t0,
                     "label_tokens": label_tokens_seen, "epoch": epoch, "cursor": cursor,
                     "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "covered": covered,

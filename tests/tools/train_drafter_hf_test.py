@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """Drafter training against a Hugging Face target directory, every stage for
 a few steps: a tiny random-weight Qwen3 made by transformers' own classes
-(tools/make_tiny_hf_models.py's config, saved in shards) with a small
-tokenizer.json, self-distillation through the engine (`dspark distill --model
-DIR`, 2 prompts x 8 tokens), training (tools/train_drafter.py --target DIR, 3
-steps), loading the checkpoint, and speculating with it in the C++ engine,
-whose output must equal the target alone (lossless). Also checks that the
-drafter started from the target's last layer and that the frozen head and
-embedding read without transformers give transformers' own logits. Skips
-(exit 0, "SKIP:") without torch, transformers or safetensors.
+(tools/make_tiny_hf_models.py's config with head_dim 32 != hidden / heads, as
+Qwen3-0.6B's; saved in shards) with a small tokenizer.json, self-distillation
+through the engine (`dspark distill --model DIR`, 2 prompts x 8 tokens),
+training (tools/train_drafter.py --target DIR, 3 steps), loading the
+checkpoint, and speculating with it in the C++ engine, whose output must equal
+the target alone (lossless). Also checks that the drafter took the target's
+attention shape and started from its last layer, and that the frozen head and
+embedding read without transformers give transformers' own logits.
+
+--device cuda: without CUDA, train_drafter.py must refuse it (non-zero exit,
+a message naming CUDA) rather than fall back to the CPU. With CUDA, the same
+3 steps are trained on the GPU and must start from the target's layer and
+stay close to the CPU run; that branch has not yet run on a GPU machine.
+
+Skips (exit 0, "SKIP:") without torch, transformers or safetensors.
 
     .venv/bin/python tests/tools/train_drafter_hf_test.py --dspark build/bin/dspark
 """
@@ -30,6 +37,9 @@ PROMPTS = [[5, 17, 99, 3, 42, 8], [200, 11, 7, 64]]
 # 3 AdamW steps at lr <= 1e-3 move a weight by ~3e-3 at most; a drafter that
 # missed the target's layer differs from it by ~0.5.
 INIT_TOLERANCE = 0.02
+# The target's head_dim: != hidden 64 / 4 heads, so a drafter config built as
+# hidden / heads would not fit the target's layer.
+HEAD_DIM = 32
 
 
 def skip(why):
@@ -62,8 +72,9 @@ def write_tokenizer(directory):
 
 
 def make_target(sharded_dir, single_dir):
-    """The tiny Qwen3 (hidden 64, 2 layers, q/k norms, tied head), saved in
-    shards and as one file; returns the transformers model."""
+    """The tiny Qwen3 (hidden 64, 2 layers, 4 heads x HEAD_DIM, q/k norms,
+    tied head), saved in shards and as one file; returns the transformers
+    model."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -71,7 +82,9 @@ def make_target(sharded_dir, single_dir):
     import make_tiny_hf_models as tiny
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(tiny.configs()["qwen3"], dtype=torch.float32,
+    config = tiny.configs()["qwen3"]
+    config.head_dim = HEAD_DIM
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
                                              attn_implementation="eager").eval()
     tiny.randomize(model, "qwen3", torch.Generator().manual_seed(1))
     model.tie_weights()
@@ -98,6 +111,7 @@ def check_target(model, sharded_dir, single_dir):
         assert err < 1e-4, (d, err)
     meta = load_target(sharded_dir).meta
     assert (meta.dim, meta.num_layers, meta.vocab_size, meta.rope_theta) == (64, 2, 256, 1e6), meta
+    assert (meta.num_heads, meta.head_dim) == (4, HEAD_DIM), meta
 
 
 def check_drafter_init(drafter, model):
@@ -117,6 +131,31 @@ def check_drafter_init(drafter, model):
     for name, mine, theirs in pairs:
         err = (mine.weight - theirs.weight).abs().max().item()
         assert err < INIT_TOLERANCE, f"{name}: differs from the target's by {err}"
+
+
+def check_device_cuda(train_cmd, cpu_out, cuda_out, model):
+    """--device cuda: a clear refusal without CUDA; with it, a GPU run of the
+    same steps that starts from the target's layer and ends near the CPU run."""
+    import torch
+    from dspark_drafter.model import DSparkDrafter
+
+    cmd = [str(c) for c in train_cmd(cuda_out, "cuda")]
+    if not torch.cuda.is_available():
+        print("+", " ".join(cmd), "(must fail: no CUDA)", flush=True)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode != 0, ("--device cuda without CUDA exited 0", r.stderr[-2000:])
+        assert "--device cuda" in r.stderr and "torch.cuda.is_available() is False" in r.stderr, \
+            r.stderr[-2000:]
+        assert not cuda_out.exists(), "--device cuda without CUDA wrote a drafter"
+        return
+    run(cmd)
+    gpu = DSparkDrafter.from_pretrained(cuda_out)
+    check_drafter_init(gpu, model)
+    cpu = DSparkDrafter.from_pretrained(cpu_out).state_dict()
+    for name, w in gpu.state_dict().items():
+        # Both runs moved a weight by < ~3e-3 from the same CPU-made start.
+        err = (w.double() - cpu[name].double()).abs().max().item()
+        assert err < INIT_TOLERANCE / 2, f"{name}: GPU and CPU runs differ by {err}"
 
 
 def main():
@@ -148,21 +187,26 @@ def main():
         assert all(e["n_features"] == e["n_tokens"] - 1 for e in index), index
         assert any(e["n_tokens"] - e["prompt_tokens"] >= 3 for e in index), index
 
-        run([py, ROOT / "tools/train_drafter.py", "--target", target, "--data", data, "--out", out,
-             "--work-dir", tmp / "work", "--steps", 3, "--seqs-per-step", 2, "--anchors", 2,
-             "--draft-vocab", 64, "--threads", 1, "--log-every", 1, "--device", "cpu",
-             "--dtype", "f32"])
-        summary = json.loads((tmp / "work/summary.json").read_text())
+        def train_cmd(drafter_dir, device):
+            return [py, ROOT / "tools/train_drafter.py", "--target", target, "--data", data,
+                    "--out", drafter_dir, "--work-dir", tmp / f"work-{device}", "--steps", 3,
+                    "--seqs-per-step", 2, "--anchors", 2, "--draft-vocab", 64, "--threads", 1,
+                    "--log-every", 1, "--device", device, "--dtype", "f32"]
+
+        run(train_cmd(out, "cpu"))
+        summary = json.loads((tmp / "work-cpu/summary.json").read_text())
         assert summary["steps"] == 3, summary
 
         from dspark_drafter.model import DSparkDrafter
         cfg = json.loads((out / "config.json").read_text())
         want = {"target_layer_ids": [0, 1], "hidden_size": 64, "target_hidden_size": 64,
-                "vocab_size": 256, "head_dim": 16, "draft_vocab_size": 64,
+                "vocab_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "head_dim": HEAD_DIM, "draft_vocab_size": 64,
                 "mask_token_id": TOKENIZER_SIZE, "target_model": target.name}
         got = {k: cfg.get(k) for k in want}
         assert got == want, (got, want)
         check_drafter_init(DSparkDrafter.from_pretrained(out), model)
+        check_device_cuda(train_cmd, out, tmp / "drafter-cuda", model)
 
         # Lossless in the engine: the same ids with and without the drafter,
         # every drafted position verified (fixed verify length 7).

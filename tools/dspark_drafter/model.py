@@ -9,7 +9,9 @@ this file.
     out.logits  # [B, head vocab]; out.confidences [B]; out.tokens [B] (target ids)
 
 Everything runs in f32 (bf16 checkpoints are up-cast on load, exactly as the
-engine's matmuls up-cast bf16 weights).
+engine's matmuls up-cast bf16 weights). The module runs on any torch device:
+the tensors it creates follow the device of its inputs, which must be the
+drafter's and the target's (Target.to).
 """
 
 import json
@@ -93,8 +95,9 @@ def rope_cos_sin(positions, head_dim, theta):
     """cos, sin [..., head_dim / 2] for integer positions [...]; angles in f64
     then rounded to f32, as the engine's ApplyRope."""
     half = head_dim // 2
-    inv_freq = torch.pow(torch.tensor(float(theta), dtype=torch.float64),
-                         -2.0 * torch.arange(half, dtype=torch.float64) / head_dim)
+    dev = positions.device
+    inv_freq = torch.pow(torch.tensor(float(theta), dtype=torch.float64, device=dev),
+                         -2.0 * torch.arange(half, dtype=torch.float64, device=dev) / head_dim)
     angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq
     return torch.cos(angles).float(), torch.sin(angles).float()
 
@@ -252,7 +255,8 @@ class DSparkDrafter(nn.Module):
     def block_input(self, last_tokens, target):
         """[N] last tokens -> embedded block ids [N, B, hidden]."""
         B = self.config.block_size
-        ids = torch.full((last_tokens.shape[0], B), self.config.mask_token_id, dtype=torch.int64)
+        ids = torch.full((last_tokens.shape[0], B), self.config.mask_token_id, dtype=torch.int64,
+                         device=last_tokens.device)
         ids[:, 0] = last_tokens
         return target.embed(ids.reshape(-1)).view(ids.shape[0], B, -1)
 
@@ -264,7 +268,7 @@ class DSparkDrafter(nn.Module):
         prev_ids [N, B] (prev_ids[:, 0] == last_tokens). Returns logits
         [N, B, head vocab] and confidences [N, B]."""
         N, Lc = features.shape[:2]
-        ctx_pos = torch.arange(Lc)[None, :].expand(N, Lc)
+        ctx_pos = torch.arange(Lc, device=features.device)[None, :].expand(N, Lc)
         ctx_mask = ctx_pos < ctx_lens[:, None]
         ctx_kv = self.context_kv(self.context(features), ctx_pos)
         hfinal = self.block_hidden(self.block_input(last_tokens, target), ctx_lens, ctx_kv, ctx_mask)
@@ -279,22 +283,25 @@ class DSparkDrafter(nn.Module):
         [B, head vocab], confidences [B] and the drafted tokens [B] (target ids),
         position i predicting the token at L + 1 + i."""
         L = context_features.shape[0]
-        ctx_pos = torch.arange(L)[None, :]
+        dev = context_features.device
+        ctx_pos = torch.arange(L, device=dev)[None, :]
         ctx_kv = self.context_kv(self.context(context_features[None]), ctx_pos)
-        ctx_mask = torch.ones(1, L, dtype=torch.bool)
-        x = self.block_input(torch.tensor([last_token]), target)
-        hfinal = self.block_hidden(x, torch.tensor([L]), ctx_kv, ctx_mask)[0]  # [B, hidden]
+        ctx_mask = torch.ones(1, L, dtype=torch.bool, device=dev)
+        x = self.block_input(torch.tensor([int(last_token)], device=dev), target)
+        start = torch.tensor([L], device=dev)
+        hfinal = self.block_hidden(x, start, ctx_kv, ctx_mask)[0]  # [B, hidden]
         d2t = self.draft_to_target()
         prev = int(last_token)
         logits, confs, tokens = [], [], []
         for i in range(self.config.block_size):
-            lg, cf = self.head(hfinal[i:i + 1], torch.tensor([prev]), target)
+            lg, cf = self.head(hfinal[i:i + 1], torch.tensor([prev], device=dev), target)
             draft_id = int(torch.argmax(lg[0]))  # lowest index among equals, as the engine
             prev = int(d2t[draft_id]) if d2t is not None else draft_id
             logits.append(lg[0])
             confs.append(cf[0])
             tokens.append(prev)
-        return DraftOutput(torch.stack(logits), torch.stack(confs), torch.tensor(tokens))
+        return DraftOutput(torch.stack(logits), torch.stack(confs),
+                           torch.tensor(tokens, device=dev))
 
     # ---- checkpoint files -----------------------------------------------------
 

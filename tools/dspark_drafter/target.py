@@ -158,11 +158,20 @@ class Target:
         self.embedding = embedding  # [vocab, dim] without the embed scale
         self.head = head            # [vocab, dim]; the same tensor when tied
 
+    def to(self, device):
+        """Moves the embedding and head to `device` (in place; a tied head
+        stays one tensor) and returns self. ids passed to embed and rows to
+        lm_head must then be on `device` too."""
+        tied = self.head is self.embedding
+        self.embedding = self.embedding.to(device)
+        self.head = self.embedding if tied else self.head.to(device)
+        return self
+
     def embed(self, ids):
         """ids [n] -> [n, dim], times the embedding scale (Model::Embed)."""
         x = self.embedding[ids.long()]
         if self.meta.embed_scale != 1.0:
-            x = x * torch.tensor(self.meta.embed_scale, dtype=torch.float32)
+            x = x * torch.tensor(self.meta.embed_scale, dtype=torch.float32, device=x.device)
         return x
 
     def lm_head(self, hidden, rows=None):
