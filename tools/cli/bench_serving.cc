@@ -1,7 +1,7 @@
 // dspark bench serving [--model M] [--prompts SET|FILE.jsonl] [--num-prompts P]
 //   [--max-tokens N] [--concurrency 1,16 | --sweep] [--rate R] [--seed S]
 //   [--modes inprocess,router,direct] [--drafter KIND] [--json FILE]
-//   [--draft-args "--flag=v ..."] [--verify-args "..."]
+//   [--draft-args "--flag=v ..."] [--verify-args "..."] [--router-overhead PAIRS]
 // A load generator for the serving path, every mode in one run:
 //   inprocess  a SpecEngine in this process (the model's committed drafter,
 //              confidence scheduler), no RPC at all;
@@ -15,6 +15,9 @@
 // messages. Reports TTFT, inter-token latency (per request: (e2e - TTFT) /
 // (tokens - 1)) and end-to-end latency p50/p99, output tokens/s, tokens per
 // target step, and each mode's throughput relative to in-process.
+// --router-overhead PAIRS adds a paired measurement of what the router adds
+// to time to first token on the same cluster (see MeasureRouterOverhead);
+// --modes= (empty) runs that alone.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -32,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/base/status_macros.h"
 #include "common/rpc/channel.h"
+#include "common/rpc/status.h"
 #include "common/tokenizer/tokenizer.h"
 #include "deploy/local_cluster/local_cluster.h"
 #include "dspark/internal/v1/verify.grpc.pb.h"
@@ -190,10 +194,8 @@ class InProcess {
   std::thread loop_;
 };
 
-Timing ViaRouter(v1::Generation::Stub* stub, const Load& load, int i) {
-  v1::GenerateRequest request;
-  for (int32_t t : load.prompts[i]) request.mutable_token_ids()->add_ids(t);
-  request.mutable_stop()->set_max_tokens(load.max_tokens);
+// One GenerateStream call through the router.
+Timing StreamViaRouter(v1::Generation::Stub* stub, const v1::GenerateRequest& request) {
   Timing timing;
   const auto t0 = Clock::now();
   grpc::ClientContext context;
@@ -212,15 +214,32 @@ Timing ViaRouter(v1::Generation::Stub* stub, const Load& load, int i) {
   return timing;
 }
 
-Timing Direct(internal::v1::VerifyWorker::Stub* stub, const std::string& draft_worker,
-              const Load& load, int i) {
+Timing ViaRouter(v1::Generation::Stub* stub, const Load& load, int i) {
+  v1::GenerateRequest request;
+  for (int32_t t : load.prompts[i]) request.mutable_token_ids()->add_ids(t);
+  request.mutable_stop()->set_max_tokens(load.max_tokens);
+  return StreamViaRouter(stub, request);
+}
+
+// What the router would send the verify worker for `prompt` (greedy, the
+// model's end-of-sequence ids as stops), speculating with `draft_worker`
+// unless it is empty.
+internal::v1::SessionRequest SessionRequestFor(const std::vector<int32_t>& prompt,
+                                               const std::vector<int32_t>& stop_ids, int max_tokens,
+                                               const std::string& draft_worker) {
   internal::v1::SessionRequest request;
-  for (int32_t t : load.prompts[i]) request.add_prompt(t);
-  request.set_max_tokens(load.max_tokens);
-  for (int32_t t : load.stop_ids) request.add_stop_token_ids(t);
+  for (int32_t t : prompt) request.add_prompt(t);
+  request.set_max_tokens(max_tokens);
+  for (int32_t t : stop_ids) request.add_stop_token_ids(t);
   request.set_speculation_enabled(!draft_worker.empty());
   request.set_draft_worker(draft_worker);
   request.mutable_sampling()->set_top_p(1.0f);
+  return request;
+}
+
+// One VerifyWorker.Generate call, bypassing the router.
+Timing StreamDirect(internal::v1::VerifyWorker::Stub* stub,
+                    const internal::v1::SessionRequest& request) {
   Timing timing;
   const auto t0 = Clock::now();
   grpc::ClientContext context;
@@ -235,6 +254,12 @@ Timing Direct(internal::v1::VerifyWorker::Stub* stub, const std::string& draft_w
   timing.e2e = Since(t0, Clock::now());
   if (!st.ok()) timing.error = st.error_message();
   return timing;
+}
+
+Timing Direct(internal::v1::VerifyWorker::Stub* stub, const std::string& draft_worker,
+              const Load& load, int i) {
+  return StreamDirect(
+      stub, SessionRequestFor(load.prompts[i], load.stop_ids, load.max_tokens, draft_worker));
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -290,6 +315,182 @@ void PrintRow(const nlohmann::json& j) {
   std::fflush(stdout);
 }
 
+// --router-overhead: the time the router adds to the first token, measured
+// in pairs so that drift and noise on a shared machine (which swamp the
+// difference between the router and direct rows, measured minutes apart)
+// hit both sides of a pair alike. Each pair sends one prompt through the
+// router as a client would (chat messages, or text for a model without a
+// chat template: the router templates, tokenizes and places it) and straight
+// to the verify worker with the token ids the router computed, one request
+// at a time, alternating which goes first. An untimed direct request of the
+// same prompt precedes each pair: it leaves the prompt in the verify worker's
+// prefix cache, so both timed requests fork the same cached prefix and
+// prefill one token whichever goes first (without it the second request of
+// a pair would find the first's prefix and the first might not).
+constexpr int kOverheadWarmupPairs = 4;
+constexpr int kOverheadMaxTokens = 1;  // the first token is what is timed
+constexpr int kBootstrapResamples = 2000;
+
+// One pair's times to first token.
+struct OverheadPair {
+  double router_ms = 0;
+  double direct_ms = 0;
+  bool router_first = false;
+};
+
+double Mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return v.empty() ? 0 : sum / v.size();
+}
+
+// p50, p90 and mean of `v` (one value per pair), the p50 and the mean with
+// 95% percentile-bootstrap intervals: resampling pairs with a fixed seed, so
+// samples of equal size (the router, direct and difference columns) are
+// resampled with the same pairs.
+nlohmann::json Describe(const std::vector<double>& v, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, v.empty() ? 0 : v.size() - 1);
+  std::vector<double> medians, means, resample(v.size());
+  for (int b = 0; b < kBootstrapResamples && !v.empty(); ++b) {
+    for (double& x : resample) x = v[pick(rng)];
+    medians.push_back(Percentile(resample, 0.5));
+    means.push_back(Mean(resample));
+  }
+  auto interval = [](const std::vector<double>& stats) {
+    return nlohmann::json::array({Percentile(stats, 0.025), Percentile(stats, 0.975)});
+  };
+  return {{"n", v.size()},
+          {"p50", Percentile(v, 0.5)},
+          {"p50_ci95", interval(medians)},
+          {"p90", Percentile(v, 0.9)},
+          {"mean", Mean(v)},
+          {"mean_ci95", interval(means)}};
+}
+
+absl::StatusOr<nlohmann::json> MeasureRouterOverhead(const deploy::LocalCluster& cluster,
+                                                     const Load& load,
+                                                     const std::vector<std::string>& texts,
+                                                     bool chat, int pairs) {
+  auto router = v1::Generation::NewStub(rpc::MakeChannel(cluster.router().grpc));
+  const auto* verify = cluster.processes(deploy::LocalCluster::Role::kVerify)[0];
+  const auto drafts = cluster.processes(deploy::LocalCluster::Role::kDraft);
+  const std::string draft = drafts.empty() ? "" : drafts[0]->grpc;
+  auto direct = internal::v1::VerifyWorker::NewStub(rpc::MakeChannel(verify->grpc));
+
+  std::vector<v1::GenerateRequest> via_router(texts.size());
+  std::vector<internal::v1::SessionRequest> via_direct;
+  for (size_t p = 0; p < texts.size(); ++p) {
+    v1::TokenizeRequest tokenize;
+    if (chat) {
+      v1::ChatMessage* m = via_router[p].mutable_chat()->add_messages();
+      m->set_role("user");
+      m->set_content(texts[p]);
+      *tokenize.mutable_chat() = via_router[p].chat();
+    } else {
+      via_router[p].set_prompt(texts[p]);
+      tokenize.set_text(texts[p]);
+    }
+    via_router[p].mutable_stop()->set_max_tokens(kOverheadMaxTokens);
+    grpc::ClientContext context;
+    v1::TokenizeResponse ids;
+    DSPARK_RETURN_IF_ERROR(rpc::FromGrpcStatus(router->Tokenize(&context, tokenize, &ids)));
+    const std::vector<int32_t> router_ids(ids.token_ids().begin(), ids.token_ids().end());
+    if (router_ids != load.prompts[p]) {
+      std::fprintf(stderr,
+                   "[bench serving] prompt %zu: the router's tokens (%zu) differ from this "
+                   "tool's (%zu); the direct requests use the router's\n",
+                   p, router_ids.size(), load.prompts[p].size());
+    }
+    via_direct.push_back(SessionRequestFor(router_ids, load.stop_ids, kOverheadMaxTokens, draft));
+  }
+
+  std::vector<OverheadPair> samples;
+  int errors = 0;
+  std::string first_error;
+  auto failed = [&](const Timing& t) {
+    if (t.error.empty() && t.ttft >= 0) return false;
+    if (first_error.empty()) first_error = t.error.empty() ? "no token" : t.error;
+    return true;
+  };
+  for (int k = 0; k < kOverheadWarmupPairs + pairs; ++k) {
+    const size_t p = k % texts.size();
+    const Timing prime = StreamDirect(direct.get(), via_direct[p]);
+    OverheadPair pair{.router_first = k % 2 == 0};
+    Timing r, d;
+    if (pair.router_first) r = StreamViaRouter(router.get(), via_router[p]);
+    d = StreamDirect(direct.get(), via_direct[p]);
+    if (!pair.router_first) r = StreamViaRouter(router.get(), via_router[p]);
+    if (k < kOverheadWarmupPairs) continue;
+    if (failed(prime) || failed(r) || failed(d)) {
+      ++errors;
+      continue;
+    }
+    pair.router_ms = r.ttft * 1e3;
+    pair.direct_ms = d.ttft * 1e3;
+    samples.push_back(pair);
+  }
+  if (samples.empty()) {
+    return absl::UnavailableError("--router-overhead: every pair failed: " + first_error);
+  }
+
+  std::vector<double> router_ms, direct_ms, diff, diff_router_first, diff_direct_first;
+  nlohmann::json raw = nlohmann::json::array();
+  for (const OverheadPair& s : samples) {
+    router_ms.push_back(s.router_ms);
+    direct_ms.push_back(s.direct_ms);
+    diff.push_back(s.router_ms - s.direct_ms);
+    (s.router_first ? diff_router_first : diff_direct_first).push_back(diff.back());
+    raw.push_back({s.router_ms, s.direct_ms, s.router_first});
+  }
+  return nlohmann::json{
+      {"mode", "router_overhead"},
+      {"concurrency", 1},
+      {"pairs", pairs},
+      {"warmup_pairs", kOverheadWarmupPairs},
+      {"errors", errors},
+      {"first_error", first_error},
+      {"max_tokens", kOverheadMaxTokens},
+      {"router_input", chat ? "chat" : "prompt"},
+      {"interval", absl::StrCat("95% percentile bootstrap over pairs, ", kBootstrapResamples,
+                                " resamples, seed ", load.seed)},
+      {"router_ttft_ms", Describe(router_ms, load.seed)},
+      {"direct_ttft_ms", Describe(direct_ms, load.seed)},
+      {"diff_ms", Describe(diff, load.seed)},
+      {"diff_ms_router_first", Describe(diff_router_first, load.seed)},
+      {"diff_ms_direct_first", Describe(diff_direct_first, load.seed)},
+      {"pairs_ms", raw},  // [router TTFT, direct TTFT, router went first]
+  };
+}
+
+void PrintOverhead(const nlohmann::json& j) {
+  std::printf(
+      "\n### router overhead: time to first token, %d pairs (%d errors), one request at a time, "
+      "max %d token\n\n"
+      "Each pair: the same prompt through the router (%s to dspark.v1 GenerateStream) and to the "
+      "verify worker directly (VerifyWorker.Generate, the router's token ids), alternating which "
+      "goes first, after an untimed request that leaves the prompt in the verify worker's prefix "
+      "cache; %d untimed warm-up pairs. Intervals: %s.\n\n"
+      "| TTFT ms | pairs | p50 [95%% CI] | p90 | mean [95%% CI] |\n|---|---|---|---|---|\n",
+      j["pairs"].get<int>(), j["errors"].get<int>(), j["max_tokens"].get<int>(),
+      j["router_input"] == "chat" ? "chat messages" : "prompt text", j["warmup_pairs"].get<int>(),
+      j["interval"].get<std::string>().c_str());
+  const std::pair<const char*, const char*> rows[] = {
+      {"router", "router_ttft_ms"},
+      {"direct", "direct_ttft_ms"},
+      {"**router - direct** (per pair)", "diff_ms"},
+      {"router - direct, router first", "diff_ms_router_first"},
+      {"router - direct, direct first", "diff_ms_direct_first"}};
+  for (const auto& [label, key] : rows) {
+    const nlohmann::json& d = j[key];
+    std::printf("| %s | %d | %.2f [%.2f, %.2f] | %.2f | %.2f [%.2f, %.2f] |\n", label,
+                d["n"].get<int>(), d["p50"].get<double>(), d["p50_ci95"][0].get<double>(),
+                d["p50_ci95"][1].get<double>(), d["p90"].get<double>(), d["mean"].get<double>(),
+                d["mean_ci95"][0].get<double>(), d["mean_ci95"][1].get<double>());
+  }
+  std::fflush(stdout);
+}
+
 absl::StatusOr<std::vector<std::string>> LoadMessages(const std::string& spec) {
   if (!absl::EndsWith(spec, ".jsonl")) return LoadPromptSet(DefaultDataDir(), spec);
   std::ifstream in(spec);
@@ -320,8 +521,10 @@ absl::Status Run(const Args& args) {
   DSPARK_ASSIGN_OR_RETURN(int64_t max_tokens, args.GetInt("max-tokens", 128));
   DSPARK_ASSIGN_OR_RETURN(double rate, args.GetDouble("rate", 0));
   DSPARK_ASSIGN_OR_RETURN(int64_t seed, args.GetInt("seed", 1));
-  if (num_prompts < 1 || max_tokens < 1 || rate < 0) {
-    return absl::InvalidArgumentError("--num-prompts, --max-tokens >= 1; --rate >= 0");
+  DSPARK_ASSIGN_OR_RETURN(int64_t overhead_pairs, args.GetInt("router-overhead", 0));
+  if (num_prompts < 1 || max_tokens < 1 || rate < 0 || overhead_pairs < 0) {
+    return absl::InvalidArgumentError(
+        "--num-prompts, --max-tokens >= 1; --rate, --router-overhead >= 0");
   }
   std::vector<int> levels;
   const std::string level_text =
@@ -334,22 +537,27 @@ absl::Status Run(const Args& args) {
     levels.push_back(v);
   }
   if (rate > 0) levels = {0};
-  std::vector<std::string> modes = absl::StrSplit(args.Get("modes", "inprocess,router,direct"), ',');
+  // --modes= (empty) runs none: --router-overhead alone.
+  std::vector<std::string> modes =
+      absl::StrSplit(args.Get("modes", "inprocess,router,direct"), ',', absl::SkipEmpty());
 
   DSPARK_ASSIGN_OR_RETURN(auto model, LoadModelFromArgs(args));
   DSPARK_ASSIGN_OR_RETURN(auto tok, LoadModelTokenizer(*model));
   Load load{.max_tokens = static_cast<int>(max_tokens), .rate = rate,
             .seed = static_cast<uint64_t>(seed)};
   load.stop_ids = tok->eos_ids();
+  std::vector<std::string> prompt_texts;  // the user message of each of load.prompts
   for (size_t i = 0; i < static_cast<size_t>(num_prompts); ++i) {
-    DSPARK_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
-                            ChatPromptIds(*tok, messages[i % messages.size()]));
+    prompt_texts.push_back(messages[i % messages.size()]);
+    DSPARK_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ChatPromptIds(*tok, prompt_texts.back()));
     load.prompts.push_back(std::move(ids));
   }
 
   std::unique_ptr<deploy::LocalCluster> cluster;
   const bool need_cluster = std::count(modes.begin(), modes.end(), "router") +
-                                std::count(modes.begin(), modes.end(), "direct") > 0;
+                                    std::count(modes.begin(), modes.end(), "direct") >
+                                0 ||
+                            overhead_pairs > 0;
   if (need_cluster) {
     deploy::LocalClusterOptions options{.bin_dir = BinDir(), .model = model_arg};
     if (args.Has("drafter")) options.draft_flags.push_back("--drafter=" + args.Get("drafter"));
@@ -371,9 +579,12 @@ absl::Status Run(const Args& args) {
   std::printf("## bench serving: %s, %zu prompts (%s), greedy, max %d tokens, drafter %s\n\n",
               model_arg.c_str(), load.prompts.size(), args.Get("prompts", "mt_bench").c_str(),
               load.max_tokens, drafter_kind.c_str());
-  std::printf("| mode | concurrency | requests | errors | output tok/s | vs in-process | "
-              "TTFT ms p50 / p99 | ITL ms p50 / p99 | e2e s p50 / p99 | tokens / target step |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n");
+  if (!modes.empty()) {
+    std::printf(
+        "| mode | concurrency | requests | errors | output tok/s | vs in-process | "
+        "TTFT ms p50 / p99 | ITL ms p50 / p99 | e2e s p50 / p99 | tokens / target step |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n");
+  }
   nlohmann::json all = nlohmann::json::array();
   for (int level : levels) {
     load.concurrency = std::max(level, 1);
@@ -425,6 +636,16 @@ absl::Status Run(const Args& args) {
       all.push_back(j);
     }
   }
+  if (overhead_pairs > 0) {
+    std::fprintf(stderr, "[bench serving] router overhead: %lld pairs...\n",
+                 static_cast<long long>(overhead_pairs));
+    DSPARK_ASSIGN_OR_RETURN(
+        nlohmann::json j,
+        MeasureRouterOverhead(*cluster, load, prompt_texts, !tok->chat_template().empty(),
+                              static_cast<int>(overhead_pairs)));
+    PrintOverhead(j);
+    all.push_back(std::move(j));
+  }
   if (cluster) cluster->Stop(absl::Seconds(30));
   if (args.Has("json")) {
     std::ofstream(args.Get("json")) << all.dump(2) << "\n";
@@ -439,7 +660,7 @@ int BenchServingCommand(const std::vector<std::string>& argv) {
       argv,
       {"model", "prompts", "num-prompts", "max-tokens", "concurrency", "rate", "seed", "modes",
        "drafter", "drafter-path", "draft-layers", "cost-table", "threads", "json", "draft-args",
-       "verify-args"},
+       "verify-args", "router-overhead"},
       {"sweep", "exact"});
   if (!args.ok()) return ExitCode("bench serving", args.status());
   return ExitCode("bench serving", Run(*args));
