@@ -60,6 +60,9 @@ ABSL_FLAG(std::string, drafter, "remote",
 ABSL_FLAG(std::string, drafter_path, "",
           "dspark checkpoint dir / draft model file (local drafters); for remote, the "
           "DSpark config whose context layers are sent (default: the model's committed one)");
+ABSL_FLAG(int, replay_tokens, 256,
+          "remote drafter: newest context tokens (and features) kept per session to rebuild it "
+          "on another draft worker when the router reassigns it; 0 = keep none");
 ABSL_FLAG(int, draft_layers, 0, "Self-draft layers for draft-model without a path; 0 = default");
 ABSL_FLAG(std::string, scheduler, "confidence", "Step scheduler: confidence | fixed | off");
 ABSL_FLAG(int, verify_len, 7, "Verify length of --scheduler=fixed");
@@ -103,8 +106,9 @@ int64_t KvTokens(const engine::ModelConfig& c) {
 // layers of the DSpark drafter the draft workers run (none when the model
 // has no committed one: token-only drafters).
 remote_drafter::RoutingDrafterOptions RemoteOptions(const engine::Model& model) {
-  remote_drafter::RoutingDrafterOptions options{.target_model =
-                                                    draft_service::TargetIdentity(model)};
+  remote_drafter::RoutingDrafterOptions options{
+      .target_model = draft_service::TargetIdentity(model),
+      .replay_tokens = std::max(0, absl::GetFlag(FLAGS_replay_tokens))};
   std::string dir = absl::GetFlag(FLAGS_drafter_path);
   if (dir.empty()) dir = cli::CommittedDrafterDir(absl::GetFlag(FLAGS_model));
   if (!dir.empty()) {
@@ -177,6 +181,11 @@ absl::Status Run() {
     // Closing an id the engine already closed is a no-op; a cancelled
     // session kept for prefix reuse only loses its draft-side state.
     options.loop.cancelled = [r = routing.get()](spec::RequestId id) { r->Close(id); };
+    // The router's ReassignDrafts, on the step loop.
+    options.loop.reassign = [r = routing.get()](const std::string& from, const std::string& to) {
+      const remote_drafter::ReassignResult moved = r->Reassign(from, to);
+      return DraftMoves{.reattached = moved.reattached, .detached = moved.detached};
+    };
   }
   auto service = std::make_unique<VerifyService>(parts, std::move(options));
 

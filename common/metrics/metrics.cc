@@ -112,7 +112,9 @@ VerifyMetrics::VerifyMetrics(prometheus::Registry& r, const MetricLabels& l)
       specstream_rtt(Histogram(r, l, "dspark_specstream_rtt_seconds",
                                "Draft request round trip to the draft worker.", LatencyBuckets())),
       feature_bytes_sent(Counter(r, l, "dspark_feature_bytes_sent_total",
-                                 "Context feature bytes sent to draft workers.")) {}
+                                 "Context feature bytes sent to draft workers.")),
+      draft_reattached(Counter(r, l, "dspark_draft_reattached_sessions_total",
+                               "Sessions moved to another draft worker by the router.")) {}
 
 DraftMetrics::DraftMetrics(prometheus::Registry& r, const MetricLabels& l)
     : sessions(Gauge(r, l, "dspark_draft_sessions", "Open drafting sessions.")),

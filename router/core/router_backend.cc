@@ -44,7 +44,9 @@ RouterBackend::~RouterBackend() {
   housekeeping_.join();
   for (auto& session : all) session->Cancel();
   absl::MutexLock lock(&mutex_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return sessions_.empty(); };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return sessions_.empty() && reassign_calls_ == 0;
+  };
   mutex_.Await(absl::Condition(&idle));
 }
 
@@ -143,10 +145,100 @@ void RouterBackend::Housekeeping() {
         return;
       }
     }
-    registry_->Sweep();
+    std::vector<WorkerInfo> dropped;
+    if (registry_->Sweep(&dropped) > 0) ReassignDrafts(dropped);
     ExpireQueued();
     Pump();
   }
+}
+
+void RouterBackend::ReassignDrafts(const std::vector<WorkerInfo>& dropped) {
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    absl::MutexLock lock(&mutex_);
+    for (const auto& [id, session] : sessions_) sessions.push_back(session);
+  }
+  std::vector<std::string> verify_workers;
+  for (const WorkerInfo& w : registry_->Snapshot()) {
+    if (w.kind == WorkerKind::kVerify) verify_workers.push_back(w.address);
+  }
+  for (const WorkerInfo& lost : dropped) {
+    if (lost.kind != WorkerKind::kDraft) continue;
+    // The router's sessions drafting there, by verify worker. Every live
+    // verify worker is asked too: it may hold sessions this router does
+    // not know of (another router's, or finished ones kept for prefix reuse).
+    absl::flat_hash_map<std::string, std::vector<std::shared_ptr<Session>>> by_verify;
+    for (const std::string& v : verify_workers) by_verify[v];
+    for (const auto& session : sessions) {
+      std::optional<Placement> p = session->running_placement();
+      if (p.has_value() && p->draft_address == lost.address) {
+        by_verify[p->verify_address].push_back(session);
+      }
+    }
+    // One replacement per verify worker, chosen in turn, so that a large
+    // worker's sessions spread over the draft workers left.
+    for (auto& [verify_address, group] : by_verify) {
+      const Placement to =
+          registry_->PlaceDraft(model_->id(), static_cast<int>(group.size()), lost.address);
+      std::vector<std::shared_ptr<Session>> moved;
+      int gone = 0;  // ended since the snapshot: their count on `to` goes back
+      for (auto& session : group) {
+        if (session->MoveDraft(lost.address, to.draft_id, to.draft_address)) {
+          moved.push_back(std::move(session));
+        } else {
+          ++gone;
+        }
+      }
+      for (int i = 0; i < gone && !to.draft_id.empty(); ++i) registry_->Release(to);
+      if (!moved.empty()) {
+        DSPARK_LOG(INFO) << "draft worker " << lost.address << " lost: " << moved.size()
+                         << " sessions on " << verify_address << " move to "
+                         << (to.draft_address.empty() ? "none" : to.draft_address);
+      }
+      SendReassign(verify_address, lost.address, to, std::move(moved));
+    }
+  }
+}
+
+void RouterBackend::SendReassign(const std::string& verify_address, const std::string& from,
+                                 const Placement& to, std::vector<std::shared_ptr<Session>> moved) {
+  struct Call {
+    grpc::ClientContext context;
+    v1::ReassignDraftsRequest request;
+    v1::ReassignDraftsResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->request.set_from_address(from);
+  call->request.set_to_address(to.draft_address);
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.reassign_timeout));
+  {
+    absl::MutexLock lock(&mutex_);
+    ++reassign_calls_;
+  }
+  VerifyStub(verify_address)
+      ->async()
+      ->ReassignDrafts(
+          &call->context, &call->request, &call->response,
+          [this, call, verify_address, to, moved = std::move(moved)](grpc::Status status) {
+            // Sessions the verify worker left without speculation are not
+            // counted on `to`. It reports counts, not sessions: which of
+            // ours they were is a guess, the totals are right.
+            size_t undo = 0;
+            if (!status.ok()) {
+              DSPARK_LOG(WARNING) << "ReassignDrafts to " << verify_address
+                                  << " failed: " << status.error_message();
+              undo = moved.size();
+            } else {
+              const size_t reattached =
+                  static_cast<size_t>(std::max(0, call->response.reattached_sessions()));
+              undo = moved.size() > reattached ? moved.size() - reattached : 0;
+            }
+            for (size_t i = 0; i < undo && !to.draft_id.empty(); ++i) {
+              if (moved[i]->MoveDraft(to.draft_address, "", "")) registry_->Release(to);
+            }
+            absl::MutexLock lock(&mutex_);
+            --reassign_calls_;
+          });
 }
 
 void RouterBackend::SessionEnded(uint64_t session_id) {

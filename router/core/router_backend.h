@@ -3,7 +3,10 @@
 // bounded FIFO queue; beyond it ResourceExhausted), places each on a verify
 // worker and a draft worker, and streams the worker's events back as
 // chunks (see Session). A housekeeping thread drops silent workers, expires
-// queued requests and retries the queue.
+// queued requests and retries the queue. When it drops a draft worker, the
+// sessions drafting there move to the least loaded draft worker left:
+// every live verify worker gets ReassignDrafts (asynchronously, with a
+// deadline) and the router's own counts follow.
 //
 // Thread-safe. Callbacks run on gRPC threads (or on the thread that called
 // Cancel, for a queued request) and may run before Start has returned; they
@@ -48,6 +51,10 @@ struct RouterBackendOptions {
   absl::Duration min_replay_time = absl::Milliseconds(200);
   // Housekeeping period (registry sweep, queue expiry). Default 100 ms.
   absl::Duration housekeeping_interval = absl::Milliseconds(100);
+  // Deadline of a ReassignDrafts call. The verify worker answers after
+  // rebuilding the sessions, which may take a draft-worker connect (2 s at
+  // most by default). Default 5 s.
+  absl::Duration reassign_timeout = absl::Seconds(5);
   // ListModels' drafter name. Default "" (none known).
   std::string drafter;
   // Seed of the generator that picks seeds for requests without one.
@@ -103,6 +110,14 @@ class RouterBackend final : public GenerationBackend, private SessionHost {
   void ExpireQueued();
   void Cancel(uint64_t session_id);
   void Housekeeping();
+  // The sessions of the draft workers in `dropped` (other kinds ignored)
+  // move to live draft workers: ReassignDrafts to each verify worker.
+  void ReassignDrafts(const std::vector<WorkerInfo>& dropped);
+  // One ReassignDrafts call; `moved` are the router's sessions on
+  // `verify_address` already counted on `to` (undone for those the verify
+  // worker could not move).
+  void SendReassign(const std::string& verify_address, const std::string& from, const Placement& to,
+                    std::vector<std::shared_ptr<Session>> moved);
   // Running / waiting gauges from the current counts.
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
@@ -122,6 +137,8 @@ class RouterBackend final : public GenerationBackend, private SessionHost {
     absl::Time expires;
   };
   std::deque<Queued> queue_ ABSL_GUARDED_BY(mutex_);
+  // ReassignDrafts calls not yet answered (the destructor waits for them).
+  int reassign_calls_ ABSL_GUARDED_BY(mutex_) = 0;
 
   absl::Mutex stubs_mutex_;
   absl::flat_hash_map<std::string, std::unique_ptr<dspark::internal::v1::VerifyWorker::Stub>> stubs_

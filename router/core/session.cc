@@ -95,6 +95,24 @@ void Session::Launch(Placement placement) {
 
 void Session::FailUnlaunched(absl::Status status) { Finish(std::move(status)); }
 
+std::optional<Placement> Session::running_placement() {
+  absl::MutexLock lock(&mutex_);
+  if (call_ == nullptr || done_) return std::nullopt;
+  return placement_;
+}
+
+bool Session::MoveDraft(const std::string& from_address, const std::string& to_id,
+                        const std::string& to_address) {
+  absl::MutexLock lock(&mutex_);
+  if (from_address.empty() || call_ == nullptr || done_ ||
+      placement_.draft_address != from_address) {
+    return false;
+  }
+  placement_.draft_id = to_id;
+  placement_.draft_address = to_address;
+  return true;
+}
+
 void Session::Cancel() {
   std::shared_ptr<VerifyCall> call;
   bool queued = false;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,17 @@ class Session : public std::enable_shared_from_this<Session> {
   // Running: the worker call is cancelled and its end completes the
   // session with Cancelled. Done: nothing (the host may be gone by then).
   void Cancel();
+
+  // Where the session's current worker call runs; nullopt when no call is
+  // running (queued, between a failure and its replay, or ended).
+  std::optional<Placement> running_placement();
+  // When the running call's draft worker is `from_address` (not empty):
+  // counts the session on the draft worker `to_id` at `to_address` instead
+  // (both empty: none), so that its release and later reassignments see
+  // where the verify worker moved it; true then. Bookkeeping only: the
+  // verify worker is told by ReassignDrafts.
+  bool MoveDraft(const std::string& from_address, const std::string& to_id,
+                 const std::string& to_address);
 
   // From VerifyCall, on its reactor thread.
   void OnEvent(VerifyCall* call, const dspark::internal::v1::SessionEvent& event);

@@ -154,7 +154,7 @@ dspark::internal::v1::Policy WorkerRegistry::PolicyFor(const std::string& addres
   return {};
 }
 
-int WorkerRegistry::Sweep() {
+int WorkerRegistry::Sweep(std::vector<WorkerInfo>* dropped_workers) {
   const absl::Time cutoff = Now() - options_.heartbeat_interval * options_.missed_heartbeats;
   std::vector<std::string> dropped;
   {
@@ -162,6 +162,7 @@ int WorkerRegistry::Sweep() {
     for (auto it = workers_.begin(); it != workers_.end();) {
       if (it->second.last_seen < cutoff) {
         dropped.push_back(absl::StrCat(it->first, " at ", it->second.address));
+        if (dropped_workers != nullptr) dropped_workers->push_back(it->second);
         workers_.erase(it++);
       } else {
         ++it;
@@ -234,6 +235,31 @@ void WorkerRegistry::Release(const Placement& placement) {
     release(placement.draft_id, placement.draft_address);
   }
   NotifyChange();
+}
+
+Placement WorkerRegistry::PlaceDraft(const std::string& model, int sessions,
+                                     const std::string& exclude_address) {
+  absl::MutexLock lock(&mutex_);
+  std::vector<WorkerInfo*> draft;
+  std::vector<PlacementCandidate> candidates;
+  for (auto& [id, w] : workers_) {
+    if (w.kind != WorkerKind::kDraft) continue;
+    draft.push_back(&w);
+    candidates.push_back(
+        {.address = w.address,
+         .assigned = w.assigned,
+         .reported = w.load.running_sessions() + w.load.waiting_sessions(),
+         .max_sessions = w.max_sessions,
+         .weight = w.placement_weight,
+         .usable = Usable(w, WorkerKind::kDraft, model) && w.address != exclude_address});
+  }
+  Placement p;
+  if (int d = ChooseDraftWorker(candidates); d >= 0) {
+    draft[d]->assigned += std::max(0, sessions);
+    p.draft_id = draft[d]->id;
+    p.draft_address = draft[d]->address;
+  }
+  return p;
 }
 
 int WorkerRegistry::UsableVerifyWorkers(const std::string& model) const {

@@ -94,8 +94,9 @@ class WorkerRegistry {
   // address: ignored.
   void SetPolicy(const std::string& address, const dspark::internal::v1::Policy& policy,
                  double placement_weight = 1.0);
-  // Drops workers not heard from in time; returns how many.
-  int Sweep();
+  // Drops workers not heard from in time; returns how many, and when
+  // `dropped` is not null, appends what the registry knew of each.
+  int Sweep(std::vector<WorkerInfo>* dropped = nullptr);
   // The policy set for the verify worker at `address` (version 0: none).
   dspark::internal::v1::Policy PolicyFor(const std::string& address) const;
 
@@ -107,6 +108,12 @@ class WorkerRegistry {
                                   const std::string& exclude_id);
   // The session placed by `placement` ended.
   void Release(const Placement& placement);
+  // A draft worker for `sessions` running sessions of `model` that lost
+  // theirs: the least loaded usable one with room, as for new sessions,
+  // skipping `exclude_address` (the lost one), with the sessions counted on
+  // it. Only the draft fields are set; both empty when none has room. Each
+  // session releases it as usual (or by Release of the returned value).
+  Placement PlaceDraft(const std::string& model, int sessions, const std::string& exclude_address);
 
   // Live, not draining verify workers of `model` (any load).
   int UsableVerifyWorkers(const std::string& model) const;

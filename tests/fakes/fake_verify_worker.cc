@@ -174,6 +174,37 @@ grpc::ServerUnaryReactor* FakeVerifyWorker::GetStatus(grpc::CallbackServerContex
   return reactor;
 }
 
+grpc::ServerUnaryReactor* FakeVerifyWorker::ReassignDrafts(grpc::CallbackServerContext* context,
+                                                           const v1::ReassignDraftsRequest* request,
+                                                           v1::ReassignDraftsResponse* response) {
+  {
+    absl::MutexLock lock(&mutex_);
+    reassigns_.push_back(*request);
+    const int moved = reassign_reattached_ >= 0 ? std::min(reassign_reattached_, active_) : active_;
+    response->set_reattached_sessions(moved);
+    response->set_detached_sessions(active_ - moved);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+void FakeVerifyWorker::SetReassignReattached(int n) {
+  absl::MutexLock lock(&mutex_);
+  reassign_reattached_ = n;
+}
+
+std::vector<v1::ReassignDraftsRequest> FakeVerifyWorker::reassigns() const {
+  absl::MutexLock lock(&mutex_);
+  return reassigns_;
+}
+
+bool FakeVerifyWorker::WaitForReassigns(int n, absl::Duration timeout) const {
+  return WaitUntil(
+      [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return static_cast<int>(reassigns_.size()) >= n; },
+      timeout);
+}
+
 void FakeVerifyWorker::Resume() {
   std::vector<SessionReactor*> woken;
   {

@@ -7,7 +7,9 @@
 //
 // Knobs (all settable while serving): pause every session after N tokens
 // until Resume(); fail every session with UNAVAILABLE after N tokens;
-// report draining. SetPolicy stores the policy; GetStatus reports it. Counters with
+// report draining. SetPolicy stores the policy; GetStatus reports it.
+// ReassignDrafts is recorded and answered with the sessions it reattached
+// (by default every active one; SetReassignReattached). Counters with
 // deadline-bounded waits let tests synchronise without sleeping. Thread-safe; callback API.
 //
 //   FakeVerifyWorker worker({.pause_after = 2});
@@ -55,11 +57,18 @@ class FakeVerifyWorker final : public dspark::internal::v1::VerifyWorker::Callba
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const dspark::internal::v1::GetStatusRequest* request,
                                       dspark::internal::v1::GetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* ReassignDrafts(
+      grpc::CallbackServerContext* context,
+      const dspark::internal::v1::ReassignDraftsRequest* request,
+      dspark::internal::v1::ReassignDraftsResponse* response) override;
 
   // Paused sessions continue, and later ones no longer pause.
   void Resume();
   void SetFailAfter(int tokens);
   void SetDraining(bool draining);
+  // ReassignDrafts answers `n` reattached sessions (the rest of the active
+  // ones detached); -1 (the default): every active session reattached.
+  void SetReassignReattached(int n);
 
   // Every SessionRequest received, in order.
   std::vector<dspark::internal::v1::SessionRequest> requests() const;
@@ -75,6 +84,9 @@ class FakeVerifyWorker final : public dspark::internal::v1::VerifyWorker::Callba
   bool WaitForCancelled(int n, absl::Duration timeout) const;
   bool WaitForRequests(int n, absl::Duration timeout) const;
   bool WaitForIdle(absl::Duration timeout) const;  // active() == 0
+  // Every ReassignDraftsRequest received, in order, and a wait for `n`.
+  std::vector<dspark::internal::v1::ReassignDraftsRequest> reassigns() const;
+  bool WaitForReassigns(int n, absl::Duration timeout) const;
 
  private:
   class SessionReactor;
@@ -92,6 +104,8 @@ class FakeVerifyWorker final : public dspark::internal::v1::VerifyWorker::Callba
   int active_ ABSL_GUARDED_BY(mutex_) = 0;
   int cancelled_ ABSL_GUARDED_BY(mutex_) = 0;
   dspark::internal::v1::Policy policy_ ABSL_GUARDED_BY(mutex_);
+  int reassign_reattached_ ABSL_GUARDED_BY(mutex_) = -1;
+  std::vector<dspark::internal::v1::ReassignDraftsRequest> reassigns_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace dspark::testing

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -70,13 +71,15 @@ class ClusterTest : public ::testing::Test {
     return {corpus.begin() + start, corpus.begin() + start + len};
   }
 
-  // Target-only greedy output, in process, stopping at EOS like the router.
-  static std::vector<int32_t> Reference(const std::vector<int32_t>& prompt, int max_tokens) {
+  // Target-only greedy output, in process, stopping at EOS like the router
+  // (unless the request ignores it).
+  static std::vector<int32_t> Reference(const std::vector<int32_t>& prompt, int max_tokens,
+                                        bool ignore_eos = false) {
     SharedModel* m = SharedModel::Get();
     auto cache = m->model->NewKvCache({});
     engine::GenerateOptions options;
     options.max_tokens = max_tokens;
-    options.stop_ids = m->tokenizer->eos_ids();
+    if (!ignore_eos) options.stop_ids = m->tokenizer->eos_ids();
     auto result = engine::Generate(*m->model, *cache, prompt, options);
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? result->tokens : std::vector<int32_t>{};
@@ -108,6 +111,36 @@ class ClusterTest : public ::testing::Test {
       }
     }
     return {kv, draft_sessions};
+  }
+
+  // Open sessions on draft worker `index` (GetStatus); -1 when it does not answer.
+  static int DraftSessions(int index) {
+    auto stub = internal::v1::DraftWorker::NewStub(
+        rpc::MakeChannel(cluster_->processes(LocalCluster::Role::kDraft)[index]->grpc));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    internal::v1::GetStatusResponse status;
+    if (!stub->GetStatus(&context, {}, &status).ok()) return -1;
+    return status.load().running_sessions();
+  }
+
+  // Sum over the verify workers of the counter `name` on their /metrics.
+  static double VerifyCounter(const std::string& name) {
+    double sum = 0;
+    for (const auto* p : cluster_->processes(LocalCluster::Role::kVerify)) {
+      if (p->metrics.empty()) continue;
+      httplib::Client client(p->metrics.substr(0, p->metrics.rfind(':')),
+                             std::stoi(p->metrics.substr(p->metrics.rfind(':') + 1)));
+      auto res = client.Get("/metrics");
+      if (!res || res->status != 200) continue;
+      std::istringstream lines(res->body);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.rfind(name + "{", 0) == 0 || line.rfind(name + " ", 0) == 0) {
+          sum += std::stod(line.substr(line.rfind(' ') + 1));
+        }
+      }
+    }
+    return sum;
   }
 
   static LocalCluster* cluster_;
@@ -361,30 +394,117 @@ TEST_F(ClusterTest, BadInputIsInvalidArgumentWhileACanaryCompletes) {
 }
 
 // Destructive tests last (gtest runs them in order of definition).
-TEST_F(ClusterTest, ZKilledDraftWorkerCostsNoRequest) {
+// A draft worker SIGKILLed mid-run costs no request; once the router notices
+// (three missed probes) the sessions it drafted for are rebuilt on the
+// surviving draft worker from the verify workers' kept context, and the
+// streams stay token-identical to target-only decoding before, during and
+// after the move. Requests sent afterwards succeed too.
+TEST_F(ClusterTest, ZKilledDraftWorkerCostsNoRequestAndItsSessionsReattach) {
+  // Long streams (EOS ignored) so that they outlive the router's detection.
+  constexpr int kStreams = 4, kStreamTokens = 2000, kAfterMove = 32;
+  struct Stream {
+    grpc::ClientContext context;
+    std::vector<int32_t> tokens;  // guarded by mu
+    bool done = false;            // guarded by mu
+    grpc::Status status;
+  };
+  absl::Mutex mu;
+  std::vector<std::unique_ptr<Stream>> streams;
+  std::vector<std::thread> readers;
+  const int before[2] = {DraftSessions(0), DraftSessions(1)};
+  ASSERT_GE(before[0], 0);
+  ASSERT_GE(before[1], 0);
+  for (int i = 0; i < kStreams; ++i) {
+    streams.push_back(std::make_unique<Stream>());
+    readers.emplace_back([&, s = streams.back().get(), i] {
+      v1::GenerateRequest request = Request(Prompt(400 + i), kStreamTokens);
+      request.mutable_stop()->set_ignore_eos(true);
+      auto reader = stub_->GenerateStream(&s->context, request);
+      v1::GenerateStreamResponse chunk;
+      while (reader->Read(&chunk)) {
+        absl::MutexLock lock(&mu);
+        s->tokens.insert(s->tokens.end(), chunk.token_ids().begin(), chunk.token_ids().end());
+      }
+      grpc::Status status = reader->Finish();
+      absl::MutexLock lock(&mu);
+      s->status = status;
+      s->done = true;
+    });
+  }
+  // Waits until every stream not yet ended has reached(i, stream).
+  auto all = [&](const std::function<bool(int, const Stream&)>& reached, absl::Duration timeout) {
+    absl::MutexLock lock(&mu);
+    auto cond = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      for (int i = 0; i < kStreams; ++i) {
+        if (!streams[i]->done && !reached(i, *streams[i])) return false;
+      }
+      return true;
+    };
+    return mu.AwaitWithTimeout(absl::Condition(&cond), timeout);
+  };
+  auto cancel_all = [&] {
+    for (auto& s : streams) s->context.TryCancel();
+    for (auto& t : readers) t.join();
+  };
+  if (!all([](int, const Stream& s) { return !s.tokens.empty(); }, absl::Seconds(120))) {
+    cancel_all();
+    FAIL() << "the streams did not start";
+  }
+  // Kill the draft worker that took more of the streams: those sessions
+  // must end up on the other one.
+  const int during[2] = {DraftSessions(0), DraftSessions(1)};
+  const int killed = during[1] - before[1] > during[0] - before[0] ? 1 : 0;
+  const int survivor = 1 - killed;
+  const int moving = during[killed] - before[killed];
+  const double reattached_before = VerifyCounter("dspark_draft_reattached_sessions_total");
+  ASSERT_TRUE(cluster_->Signal(LocalCluster::Role::kDraft, killed, SIGKILL).ok());
+  // The survivor holds its own sessions plus at least the moved streams
+  // (kept prefixes move too). Nothing else opens sessions meanwhile.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  int now = DraftSessions(survivor);
+  while (now < during[survivor] + moving && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling remote state
+    now = DraftSessions(survivor);
+  }
+  bool finished_early = false;
+  {
+    absl::MutexLock lock(&mu);
+    for (const auto& s : streams) finished_early |= s->done;
+  }
+  EXPECT_FALSE(finished_early) << "a stream ended before the move (too short for this machine?)";
+  EXPECT_GT(moving, 0) << "no stream drafted on draft worker " << killed;
+  EXPECT_GE(now, during[survivor] + moving)
+      << "draft sessions not rebuilt on the surviving worker " << survivor;
+  EXPECT_GE(VerifyCounter("dspark_draft_reattached_sessions_total") - reattached_before, moving);
+  // Some decoding on the moved sessions, then stop the streams.
+  std::vector<size_t> at_move;
+  {
+    absl::MutexLock lock(&mu);
+    for (const auto& s : streams) at_move.push_back(s->tokens.size());
+  }
+  EXPECT_TRUE(
+      all([&](int i, const Stream& s) { return s.tokens.size() >= at_move[i] + kAfterMove; },
+          absl::Seconds(120)));
+  cancel_all();
+  for (int i = 0; i < kStreams; ++i) {
+    const Stream& s = *streams[i];
+    EXPECT_TRUE(s.status.ok() || s.status.error_code() == grpc::StatusCode::CANCELLED)
+        << i << ": " << s.status.error_message();
+    ASSERT_FALSE(s.tokens.empty()) << i;
+    EXPECT_EQ(s.tokens, Reference(Prompt(400 + i), static_cast<int>(s.tokens.size()), true))
+        << "stream " << i;
+  }
+
+  // Requests after the kill go to the surviving draft worker and succeed.
   constexpr int kPrompts = 12, kMaxTokens = 48;
   std::vector<std::vector<int32_t>> got(kPrompts);
   std::vector<grpc::Status> status(kPrompts);
-  absl::Mutex mu;
-  int started = 0;
-  std::thread killer([&] {
-    absl::MutexLock lock(&mu);
-    mu.AwaitWithTimeout(absl::Condition(
-                            +[](int* n) { return *n >= 6; }, &started),
-                        absl::Seconds(60));
-    cluster_->Signal(LocalCluster::Role::kDraft, 0, SIGKILL).IgnoreError();
-  });
   RunConcurrently(kPrompts, 6, [&](int i) {
     grpc::ClientContext context;
     v1::GenerateResponse response;
-    {
-      absl::MutexLock lock(&mu);
-      ++started;
-    }
     status[i] = stub_->Generate(&context, Request(Prompt(200 + i), kMaxTokens), &response);
     got[i].assign(response.token_ids().begin(), response.token_ids().end());
   });
-  killer.join();
   for (int i = 0; i < kPrompts; ++i) {
     ASSERT_TRUE(status[i].ok()) << i << ": " << status[i].error_message();
     EXPECT_EQ(got[i], Reference(Prompt(200 + i), kMaxTokens)) << "prompt " << i;

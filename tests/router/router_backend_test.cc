@@ -1,7 +1,8 @@
 // RouterBackend against fake verify workers over real gRPC: streaming,
 // admission (bounded queue, queued requests start when room frees),
 // cancellation and deadlines reaching the worker, replay after a worker
-// fails mid-stream, prefix affinity.
+// fails mid-stream, prefix affinity; a dropped draft worker's sessions are
+// reassigned to another (ReassignDrafts, and the router's counts).
 #include "router/core/router_backend.h"
 
 #include <gtest/gtest.h>
@@ -276,6 +277,131 @@ TEST(RouterBackendTest, DrainRefusesNewRequestsAndWaitsForRunningOnes) {
   cluster.worker(0).Resume();
   EXPECT_TRUE(cluster.backend().WaitIdle(absl::Now() + kWait));
   EXPECT_TRUE(a.status().ok()) << a.status();
+}
+
+// A router whose registry runs on a clock the test moves, with one fake
+// verify worker (sessions pause after 2 tokens) and no draft worker yet.
+class DraftLossTest : public ::testing::TestWithParam<int> {
+ protected:
+  DraftLossTest()
+      : registry_({.heartbeat_interval = absl::Seconds(1), .clock = [this] { return Now(); }}) {
+    verify_id_ = registry_.Register(WorkerKind::kVerify, verify_.address(), testing::kModelId, 8);
+    backend_ = std::make_unique<RouterBackend>(
+        RouterBackendOptions{.housekeeping_interval = absl::Milliseconds(10)}, testing::TestModel(),
+        &registry_);
+  }
+  ~DraftLossTest() override {
+    verify_.worker.Resume();
+    backend_.reset();
+  }
+
+  absl::Time Now() {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+  // The registry's entry at `address`; assigned -1 when there is none.
+  int Assigned(const std::string& address) {
+    for (const WorkerInfo& w : registry_.Snapshot()) {
+      if (w.address == address) return w.assigned;
+    }
+    return -1;
+  }
+
+  absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(1000);
+  testing::WorkerServer verify_{
+      FakeVerifyWorkerOptions{.model = testing::kModelId, .pause_after = 2}};
+  WorkerRegistry registry_;
+  std::string verify_id_;
+  std::unique_ptr<RouterBackend> backend_;
+};
+
+// Param: the sessions the verify worker says it reattached (-1: all).
+TEST_P(DraftLossTest, SweptDraftWorkerSessionsMoveToTheLeastLoadedOther) {
+  const std::string lost = "127.0.0.1:1", busy = "127.0.0.1:2", idle = "127.0.0.1:3";
+  verify_.worker.SetReassignReattached(GetParam());
+  registry_.Register(WorkerKind::kDraft, lost, testing::kModelId, 8);
+  std::vector<std::unique_ptr<Collector>> collectors;
+  for (int i = 0; i < 2; ++i) {
+    collectors.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(
+        backend_
+            ->Start(TextRequest("ab", 5), collectors.back()->OnChunk(), collectors.back()->OnDone())
+            .ok());
+  }
+  ASSERT_TRUE(verify_.worker.WaitForPaused(2, kWait));
+  EXPECT_EQ(Assigned(lost), 2);
+  // Two more draft workers join, one already busy; then `lost` falls silent
+  // (3 missed 1 s heartbeats) while the others keep beating.
+  Advance(absl::Seconds(2));
+  const std::string busy_id = registry_.Register(WorkerKind::kDraft, busy, testing::kModelId, 8);
+  registry_.Register(WorkerKind::kDraft, idle, testing::kModelId, 8);
+  internal::v1::WorkerLoad load;
+  load.set_running_sessions(5);
+  ASSERT_TRUE(registry_.Heartbeat(busy_id, load));
+  ASSERT_TRUE(registry_.Heartbeat(verify_id_, {}));
+  Advance(absl::Milliseconds(1500));  // the housekeeping's next sweep drops `lost`
+
+  ASSERT_TRUE(verify_.worker.WaitForReassigns(1, kWait));
+  const auto reassigns = verify_.worker.reassigns();
+  ASSERT_EQ(reassigns.size(), 1u);
+  EXPECT_EQ(reassigns[0].from_address(), lost);
+  EXPECT_EQ(reassigns[0].to_address(), idle);
+  EXPECT_EQ(Assigned(lost), -1);
+  const int expected = GetParam() < 0 ? 2 : GetParam();
+  // Counted on `idle` before the call; what the worker could not move goes
+  // back when its answer arrives.
+  const absl::Time deadline = absl::Now() + kWait;
+  while (Assigned(idle) != expected && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));  // the answer's effect is not observable otherwise
+  }
+  EXPECT_EQ(Assigned(idle), expected);
+  verify_.worker.Resume();
+  for (auto& c : collectors) {
+    ASSERT_TRUE(c->WaitDone());
+    EXPECT_TRUE(c->status().ok()) << c->status();
+    EXPECT_EQ(c->tokens(), FakeVerifyWorker::Continuation(Ids("ab"), 5));
+  }
+  ASSERT_TRUE(backend_->WaitIdle(absl::Now() + kWait));
+  EXPECT_EQ(Assigned(idle), 0) << "the moved sessions released `idle`, not more, not less";
+  EXPECT_EQ(Assigned(busy), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Answers, DraftLossTest, ::testing::Values(-1, 1, 0));
+
+TEST_F(DraftLossTest, WithNoDraftWorkerLeftSessionsGoOnWithout) {
+  const std::string lost = "127.0.0.1:1";
+  registry_.Register(WorkerKind::kDraft, lost, testing::kModelId, 8);
+  Collector old;
+  auto handle = backend_->Start(TextRequest("ab", 5), old.OnChunk(), old.OnDone());
+  ASSERT_TRUE(handle.ok());
+  ASSERT_TRUE(verify_.worker.WaitForPaused(1, kWait));
+  Advance(absl::Seconds(2));
+  ASSERT_TRUE(registry_.Heartbeat(verify_id_, {}));
+  Advance(absl::Milliseconds(1500));
+  ASSERT_TRUE(verify_.worker.WaitForReassigns(1, kWait));
+  EXPECT_EQ(verify_.worker.reassigns()[0].from_address(), lost);
+  EXPECT_EQ(verify_.worker.reassigns()[0].to_address(), "");
+  // A draft worker comes back at the lost one's address and gets a new
+  // session; the old session ending does not take that one's count away.
+  registry_.Register(WorkerKind::kDraft, lost, testing::kModelId, 8);
+  Collector fresh;
+  ASSERT_TRUE(backend_->Start(TextRequest("cd", 5), fresh.OnChunk(), fresh.OnDone()).ok());
+  ASSERT_TRUE(verify_.worker.WaitForPaused(2, kWait));
+  EXPECT_EQ(Assigned(lost), 1);
+  (*handle)->Cancel();
+  ASSERT_TRUE(old.WaitDone());
+  EXPECT_EQ(old.status().code(), absl::StatusCode::kCancelled) << old.status();
+  EXPECT_EQ(Assigned(lost), 1);
+  verify_.worker.Resume();
+  ASSERT_TRUE(fresh.WaitDone());
+  EXPECT_TRUE(fresh.status().ok()) << fresh.status();
+  ASSERT_TRUE(backend_->WaitIdle(absl::Now() + kWait));
+  EXPECT_EQ(Assigned(lost), 0);
 }
 
 }  // namespace

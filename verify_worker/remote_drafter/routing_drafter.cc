@@ -95,6 +95,92 @@ RoutingDrafter::Worker* RoutingDrafter::Attached(drafter::SessionId session, Rou
   return &worker;
 }
 
+void RoutingDrafter::Remember(Tail& tail, absl::Span<const int32_t> tokens,
+                              absl::Span<const float> features) {
+  tail.length += static_cast<int64_t>(tokens.size());
+  const size_t limit = static_cast<size_t>(std::max(0, options_.replay_tokens));
+  if (limit == 0 || tokens.empty()) return;
+  const size_t row = features.size() / tokens.size();
+  if (row * tokens.size() != features.size() || (row != tail.row && !tail.tokens.empty())) {
+    // Features of another shape than before (not expected from the engine):
+    // a tail mixing shapes could not be replayed, so it restarts here.
+    tail.tokens.clear();
+    tail.features.clear();
+    if (row * tokens.size() != features.size()) return;
+  }
+  tail.row = row;
+  const size_t skip = tokens.size() > limit ? tokens.size() - limit : 0;
+  tail.tokens.insert(tail.tokens.end(), tokens.begin() + skip, tokens.end());
+  tail.features.insert(tail.features.end(), features.begin() + skip * row, features.end());
+  if (tail.tokens.size() > limit) {
+    const size_t drop = tail.tokens.size() - limit;
+    tail.tokens.erase(tail.tokens.begin(), tail.tokens.begin() + drop);
+    tail.features.erase(tail.features.begin(), tail.features.begin() + drop * row);
+  }
+}
+
+bool RoutingDrafter::Replay(drafter::SessionId session, Route& route) {
+  if (route.address.empty() || route.tail.tokens.empty()) return false;
+  std::shared_ptr<Worker> worker = WorkerFor(route.address);
+  if (worker == nullptr) return false;
+  // A worker that needs features gets none if none were kept: refused.
+  if (worker->send_features && route.tail.row == 0) return false;
+  const std::vector<int32_t> tokens(route.tail.tokens.begin(), route.tail.tokens.end());
+  std::vector<float> features;
+  if (worker->send_features) {
+    features.assign(route.tail.features.begin(), route.tail.features.end());
+  }
+  if (!worker->remote->Open(session).ok() ||
+      !worker->remote->Extend(session, tokens, features).ok()) {
+    return false;  // a broken stream (Alive logs it at the next use)
+  }
+  metrics::VerifyMetrics* m = metrics_.load();
+  if (m != nullptr) {
+    m->draft_reattached->Increment();
+    if (!features.empty()) {
+      m->feature_bytes_sent->Increment(static_cast<double>(features.size() * sizeof(float)));
+    }
+  }
+  route.worker = std::move(worker);
+  return true;
+}
+
+ReassignResult RoutingDrafter::Reassign(const std::string& from, const std::string& to) {
+  ReassignResult result;
+  // Not opened yet: they open on `to` (or nowhere) when the engine gets to them.
+  for (auto& [session, address] : assigned_) {
+    if (address != from) continue;
+    address = to;
+    ++(to.empty() ? result.detached : result.reattached);
+  }
+  int failed = 0;
+  for (auto& [session, route] : routes_) {
+    if (route.address != from) continue;
+    if (from == to && Attached(session, route) != nullptr) {
+      ++result.reattached;  // already there and well
+      continue;
+    }
+    if (route.worker != nullptr) {
+      if (Alive(*route.worker)) route.worker->remote->Close(session);
+      route.worker = nullptr;
+    }
+    route.address = to;
+    if (Replay(session, route)) {
+      ++result.reattached;
+    } else {
+      ++result.detached;
+      if (!to.empty()) ++failed;
+    }
+  }
+  if (result.reattached + result.detached > 0) {
+    DSPARK_LOG(INFO) << "draft sessions of " << from << " moved to " << (to.empty() ? "none" : to)
+                     << ": " << result.reattached << " reattached, " << result.detached
+                     << " without speculation"
+                     << (failed > 0 ? " (could not rebuild them there)" : "");
+  }
+  return result;
+}
+
 absl::Status RoutingDrafter::Open(drafter::SessionId session) {
   if (routes_.contains(session)) {
     return absl::InvalidArgumentError(absl::StrCat("session ", session, " is already open"));
@@ -102,7 +188,8 @@ absl::Status RoutingDrafter::Open(drafter::SessionId session) {
   Route route;
   auto assigned = assigned_.find(session);
   if (assigned != assigned_.end()) {
-    std::shared_ptr<Worker> worker = WorkerFor(assigned->second);
+    route.address = assigned->second;
+    std::shared_ptr<Worker> worker = route.address.empty() ? nullptr : WorkerFor(route.address);
     if (worker != nullptr && worker->remote->Open(session).ok()) route.worker = std::move(worker);
     assigned_.erase(assigned);
   }
@@ -116,6 +203,7 @@ absl::Status RoutingDrafter::Extend(drafter::SessionId session, absl::Span<const
   if (it == routes_.end()) {
     return absl::InvalidArgumentError(absl::StrCat("unknown session ", session));
   }
+  Remember(it->second.tail, tokens, features);
   Worker* worker = Attached(session, it->second);
   if (worker == nullptr) return absl::OkStatus();
   const absl::Span<const float> sent =
@@ -202,7 +290,23 @@ absl::Status RoutingDrafter::Fork(drafter::SessionId child, drafter::SessionId p
   }
   std::shared_ptr<Worker> shared = parent_route->second.worker;
   DSPARK_RETURN_IF_ERROR(worker->remote->Fork(child, parent, prefix_len));
-  routes_[child] = {.worker = std::move(shared)};
+  // The child's tail: what the parent kept of its first prefix_len tokens.
+  const Tail& from = parent_route->second.tail;
+  Tail tail;
+  tail.row = from.row;
+  tail.length = std::clamp<int64_t>(prefix_len, 0, from.length);
+  const int64_t start = from.length - static_cast<int64_t>(from.tokens.size());
+  const int64_t keep_from =
+      std::max(start, tail.length - static_cast<int64_t>(std::max(0, options_.replay_tokens)));
+  if (tail.length > keep_from) {
+    const size_t a = static_cast<size_t>(keep_from - start);
+    const size_t b = static_cast<size_t>(tail.length - start);
+    tail.tokens.assign(from.tokens.begin() + a, from.tokens.begin() + b);
+    tail.features.assign(from.features.begin() + a * from.row,
+                         from.features.begin() + b * from.row);
+  }
+  routes_[child] = {
+      .address = worker->address, .worker = std::move(shared), .tail = std::move(tail)};
   assigned_.erase(child);
   return absl::OkStatus();
 }

@@ -5,16 +5,21 @@
 // Speculation is an optimisation, so nothing here fails a request: a session
 // without an address, or whose worker's stream broke or timed out, is
 // detached and gets empty blocks from then on (plain decoding, no error).
-// A detached session stays detached (its draft state was on the lost
-// worker); new sessions on a failed address reconnect, at most once per
-// reconnect interval. Not thread-safe: one thread (the step loop) makes
-// every call, Assign included.
+// A detached session stays detached until the router names another worker
+// for its address (Reassign): its draft state was on the lost worker, so
+// the session is rebuilt there from the tail of its committed context that
+// is kept here (the last `replay_tokens` tokens and their features). New
+// sessions on a failed address reconnect, at most once per reconnect
+// interval. Not thread-safe: one thread (the step loop) makes every call,
+// Assign and Reassign included.
 //
 //   RoutingDrafter drafter({.target_model = draft_service::TargetIdentity(model),
 //                           .context_layers = config.target_layer_ids});
 //   SpecEngine engine(&model, &cache, &drafter, ...);
 //   DSPARK_ASSIGN_OR_RETURN(RequestId id, engine.Add(request));
 //   drafter.Assign(id, "10.0.0.7:7001");  // before the next Step
+//   ...
+//   drafter.Reassign("10.0.0.7:7001", "10.0.0.8:7001");  // 7001 died
 //
 // context_layers: the engine reads them once, before any session exists, so
 // they come from the options, not from a worker's Hello. The verify worker
@@ -25,8 +30,8 @@
 #pragma once
 
 #include <atomic>
-
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +65,20 @@ struct RoutingDrafterOptions {
   absl::Duration timeout = absl::Seconds(2);
   // Shortest time between connection attempts to a failed address. Default 1 s.
   absl::Duration reconnect_interval = absl::Seconds(1);
+  // Committed context tokens kept per session (the newest ones, with their
+  // features) so that Reassign can rebuild the session on another worker;
+  // the rebuilt session drafts from at most this much context. Memory:
+  // replay_tokens x context_layers x target dim x 4 bytes per open session
+  // (256 x 3 x 576 x 4 = 1.8 MB for SmolLM2-135M's DSpark drafter), plus
+  // 4 bytes a token. 0: keep nothing (Reassign then only detaches).
+  // Default 256.
+  int replay_tokens = 256;
+};
+
+// What Reassign did with the sessions of the old address.
+struct ReassignResult {
+  int reattached = 0;  // now drafting on the new address (or will open there)
+  int detached = 0;    // left without speculation
 };
 
 class RoutingDrafter final : public drafter::Drafter {
@@ -72,6 +91,13 @@ class RoutingDrafter final : public drafter::Drafter {
   // detached. A request that finishes without ever being admitted leaves
   // its assignment behind until Close(session).
   void Assign(drafter::SessionId session, const std::string& address);
+  // Every session named for `from` (attached, detached, or assigned and not
+  // yet opened) moves to `to`: it is closed on `from` if that still works,
+  // opened on `to` and extended with its kept context tail. Blocks up to
+  // the timeout when `to` must be connected. A session that cannot move
+  // (`to` empty or unreachable, nothing kept) is detached; it remembers
+  // `to`, so a later Reassign away from `to` moves it again.
+  ReassignResult Reassign(const std::string& from, const std::string& to);
   // Exports Draft round trips and feature bytes sent from now on; any
   // thread (the metrics' labels name the server's run-time address, known
   // after the drafter is built). Null stops it. Outlives the drafter.
@@ -108,8 +134,17 @@ class RoutingDrafter final : public drafter::Drafter {
     absl::Time failed_at = absl::InfinitePast();  // last connect failure or break
     bool failure_logged = false;
   };
+  // The newest committed context of a session, for Reassign.
+  struct Tail {
+    std::deque<int32_t> tokens;  // [n], n <= replay_tokens
+    std::deque<float> features;  // [n, row]
+    size_t row = 0;              // floats per token; 0: none came
+    int64_t length = 0;          // whole context length; tokens end there
+  };
   struct Route {
+    std::string address;             // the worker named for it; "" none
     std::shared_ptr<Worker> worker;  // null: detached
+    Tail tail;
   };
 
   // The worker for a new session on `address`, connecting (blocking up to
@@ -119,6 +154,11 @@ class RoutingDrafter final : public drafter::Drafter {
   bool Alive(Worker& worker);
   // The session's worker if it can still draft for it, else detaches it.
   Worker* Attached(drafter::SessionId session, Route& route);
+  // Appends to the tail and trims it to replay_tokens.
+  void Remember(Tail& tail, absl::Span<const int32_t> tokens, absl::Span<const float> features);
+  // Opens the (detached) session on route.address and replays its tail;
+  // true when it is attached there.
+  bool Replay(drafter::SessionId session, Route& route);
 
   const RoutingDrafterOptions options_;
   absl::flat_hash_map<drafter::SessionId, std::string> assigned_;

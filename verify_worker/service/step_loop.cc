@@ -56,6 +56,18 @@ void StepLoop::SetPolicy(const scheduler::SchedulerPolicy& policy) {
   if (!stopping_) inbox_.push_back(policy);
 }
 
+void StepLoop::Reassign(std::string from, std::string to,
+                        std::function<void(absl::StatusOr<DraftMoves>)> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      inbox_.push_back(Reassignment{std::move(from), std::move(to), std::move(done)});
+      return;
+    }
+  }
+  done(absl::UnavailableError("verify worker shutting down"));
+}
+
 void StepLoop::SetMetrics(metrics::VerifyMetrics* metrics) {
   absl::MutexLock lock(&mu_);
   if (!stopping_) inbox_.push_back(metrics);
@@ -157,6 +169,10 @@ void StepLoop::Take(Item item) {
   }
   if (auto* m = std::get_if<metrics::VerifyMetrics*>(&item)) {
     options_.metrics = *m;
+    return;
+  }
+  if (auto* r = std::get_if<Reassignment>(&item)) {
+    r->done(options_.reassign ? options_.reassign(r->from, r->to) : DraftMoves{});
     return;
   }
   if (auto* c = std::get_if<Cancellation>(&item)) {

@@ -1,5 +1,6 @@
 // The verify worker's step loop: one thread that owns the SpecEngine and does
-// every Add, Cancel, SetPolicy and Step, fed through a mutex-guarded inbox.
+// every Add, Cancel, SetPolicy, draft Reassign and Step, fed through a
+// mutex-guarded inbox.
 // Callers (gRPC reactors) never wait on it: Submit and Cancel only queue and
 // wake the thread, which blocks when there is nothing to do. Each session's
 // events go to its sink on the loop thread, in order, ending with exactly one
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/engine/kv_cache/kv_cache.h"
@@ -56,6 +58,12 @@ struct EngineParts {
   spec::SpecEngineOptions engine;
 };
 
+// What moving the sessions of one draft worker to another did (ReassignDrafts).
+struct DraftMoves {
+  int reattached = 0;  // drafting on the new worker now
+  int detached = 0;    // left without speculation
+};
+
 // The loop's load over a recent window (GetStatus and heartbeats).
 struct LoopLoad {
   int running = 0;  // sessions in the engine's running set
@@ -81,6 +89,10 @@ struct StepLoopOptions {
   // cancelled before admission never reached the drafter (no Open, so no
   // Close): a routing drafter drops its assignment here. Default none.
   std::function<void(spec::RequestId)> cancelled;
+  // Called on the loop thread by Reassign: moves the sessions drafting on
+  // draft worker `from` to `to` (a routing drafter's Reassign). Default
+  // none: there is nothing to move.
+  std::function<DraftMoves(const std::string& from, const std::string& to)> reassign;
   // Prometheus metrics updated by the loop thread; may be null (SetMetrics
   // can set them later). Outlives the loop.
   metrics::VerifyMetrics* metrics = nullptr;
@@ -112,6 +124,11 @@ class StepLoop {
   void Cancel(Ticket ticket);
   // Applied before the next step.
   void SetPolicy(const scheduler::SchedulerPolicy& policy);
+  // Runs the reassign hook on the loop thread before the next step and
+  // gives `done` its result there (must not block). Without a hook: {0, 0}.
+  // After Stop, `done` gets Unavailable at once, on the caller's thread.
+  void Reassign(std::string from, std::string to,
+                std::function<void(absl::StatusOr<DraftMoves>)> done);
   // Metrics from the next step on (their labels may name the server's
   // run-time address, known only after the loop exists). Outlive the loop.
   void SetMetrics(metrics::VerifyMetrics* metrics);
@@ -139,8 +156,13 @@ class StepLoop {
   struct Cancellation {
     Ticket ticket;
   };
-  using Item =
-      std::variant<Submission, Cancellation, scheduler::SchedulerPolicy, metrics::VerifyMetrics*>;
+  struct Reassignment {
+    std::string from;
+    std::string to;
+    std::function<void(absl::StatusOr<DraftMoves>)> done;
+  };
+  using Item = std::variant<Submission, Cancellation, Reassignment, scheduler::SchedulerPolicy,
+                            metrics::VerifyMetrics*>;
   struct Sample {
     absl::Time at;
     double a = 0;  // step seconds / accepted tokens

@@ -290,6 +290,25 @@ grpc::ServerUnaryReactor* VerifyService::GetStatus(grpc::CallbackServerContext* 
   return reactor;
 }
 
+grpc::ServerUnaryReactor* VerifyService::ReassignDrafts(
+    grpc::CallbackServerContext* context, const internal::v1::ReassignDraftsRequest* request,
+    internal::v1::ReassignDraftsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // The reactor (with request and response) lives until Finish, which the
+  // loop thread calls; the move itself may block the loop (connecting).
+  loop_.Reassign(request->from_address(), request->to_address(),
+                 [reactor, response](absl::StatusOr<DraftMoves> moves) {
+                   if (!moves.ok()) {
+                     reactor->Finish(rpc::ToGrpcStatus(moves.status()));
+                     return;
+                   }
+                   response->set_reattached_sessions(moves->reattached);
+                   response->set_detached_sessions(moves->detached);
+                   reactor->Finish(grpc::Status::OK);
+                 });
+  return reactor;
+}
+
 internal::v1::Policy VerifyService::ApplyPolicy(const internal::v1::Policy& policy) {
   absl::MutexLock lock(&mu_);
   if (policy.version() < policy_.version()) return policy_;

@@ -1,7 +1,7 @@
 // The verify worker's gRPC service (dspark.internal.v1.VerifyWorker): one
 // server-streaming Generate per session, SetPolicy from the router's cluster
-// scheduler, GetStatus for load. Reactors only translate and queue: the
-// StepLoop's thread owns the engine and does all the work. Thread-safe.
+// scheduler, GetStatus for load, ReassignDrafts when a draft worker is gone. Reactors only
+// translate and queue: the StepLoop's thread owns the engine and does all the work. Thread-safe.
 //
 //   VerifyService service(parts, {.model = "smollm2-135m-instruct"});
 //   DSPARK_ASSIGN_OR_RETURN(auto server, rpc::StartServer({}, {&service}));
@@ -29,7 +29,7 @@ struct VerifyServiceOptions {
   // Policy until the first newer SetPolicy. Default: speculation on, no
   // caps, version 0.
   internal::v1::Policy policy = DefaultPolicy();
-  // Load window, and the routing drafter's hook (step_loop.h). Default none.
+  // Load window, and the routing drafter's hooks (step_loop.h). Default none.
   StepLoopOptions loop;
 
   static internal::v1::Policy DefaultPolicy() {
@@ -54,6 +54,11 @@ class VerifyService final : public internal::v1::VerifyWorker::CallbackService {
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const internal::v1::GetStatusRequest* request,
                                       internal::v1::GetStatusResponse* response) override;
+  // Answered from the step loop (StepLoopOptions::reassign) once it has
+  // moved the sessions; UNAVAILABLE after Stop.
+  grpc::ServerUnaryReactor* ReassignDrafts(grpc::CallbackServerContext* context,
+                                           const internal::v1::ReassignDraftsRequest* request,
+                                           internal::v1::ReassignDraftsResponse* response) override;
 
   // Applies `policy` unless its version is older than the one in force;
   // returns the policy in force afterwards.

@@ -5,16 +5,21 @@
 // surface; a killed or hung draft worker makes RoutingDrafter return empty
 // blocks within its timeout and never an error; sessions without a worker
 // draft nothing; batches split by worker; Fork across workers is
-// Unimplemented; a worker needing other context layers is not used.
+// Unimplemented; a worker needing other context layers is not used;
+// Reassign rebuilds sessions of a dead worker on another from the kept
+// context tail (forked children included) and never fails.
 #include "verify_worker/remote_drafter/remote_drafter.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "draft_worker/dspark/dspark_drafter.h"
 #include "draft_worker/ngram/ngram_drafter.h"
@@ -365,6 +370,214 @@ TEST(RoutingDrafterTest, UsesWorkersOnlyWhenTheirContextLayersFit) {
   EXPECT_FALSE(got[2].tokens.empty()) << "features sent whole";
   EXPECT_EQ(routing.attached_sessions(), 2);
   EXPECT_EQ(other_layers.service().stats().open_sessions, 0);
+}
+
+// Forwards to `inner` (token-only) but reports `context_layers` and records
+// every token and feature each session was extended with (Fork children
+// start empty: their shared prefix was never sent). Keyed by the draft
+// worker's own session ids (not the verify side's). Called on the draft
+// worker's drafting thread; sessions() on the test's.
+class RecordingDrafter final : public drafter::Drafter {
+ public:
+  struct Seen {
+    std::vector<int32_t> tokens;
+    std::vector<float> features;
+  };
+  RecordingDrafter(std::unique_ptr<drafter::Drafter> inner, std::vector<int> context_layers)
+      : inner_(std::move(inner)), context_layers_(std::move(context_layers)) {}
+
+  std::string name() const override { return inner_->name(); }
+  int max_block() const override { return inner_->max_block(); }
+  std::vector<int> context_layers() const override { return context_layers_; }
+  absl::Status Open(drafter::SessionId session) override {
+    {
+      absl::MutexLock lock(&mu_);
+      seen_[session] = {};
+    }
+    return inner_->Open(session);
+  }
+  absl::Status Extend(drafter::SessionId session, absl::Span<const int32_t> tokens,
+                      absl::Span<const float> features) override {
+    {
+      absl::MutexLock lock(&mu_);
+      Seen& seen = seen_[session];
+      seen.tokens.insert(seen.tokens.end(), tokens.begin(), tokens.end());
+      seen.features.insert(seen.features.end(), features.begin(), features.end());
+    }
+    return inner_->Extend(session, tokens, {});
+  }
+  absl::Status Draft(absl::Span<const DraftRequest> requests,
+                     std::vector<DraftBlock>* blocks) override {
+    return inner_->Draft(requests, blocks);
+  }
+  absl::Status Fork(drafter::SessionId child, drafter::SessionId parent,
+                    int64_t prefix_len) override {
+    {
+      absl::MutexLock lock(&mu_);
+      seen_[child] = {};
+    }
+    return inner_->Fork(child, parent, prefix_len);
+  }
+  void Close(drafter::SessionId session) override { inner_->Close(session); }
+
+  std::map<drafter::SessionId, Seen> sessions() const {
+    absl::MutexLock lock(&mu_);
+    return seen_;
+  }
+
+ private:
+  std::unique_ptr<drafter::Drafter> inner_;
+  std::vector<int> context_layers_;
+  mutable absl::Mutex mu_;
+  std::map<drafter::SessionId, Seen> seen_ ABSL_GUARDED_BY(mu_);
+};
+
+// Features of context position p: row p is {p, p + 0.5, ...} (8 floats:
+// layers {1, 2} x target dim 4), so a replayed row shows where it came from.
+constexpr int kRow = 8;
+std::vector<float> FeaturesOf(int64_t begin, int64_t end) {
+  std::vector<float> f;
+  for (int64_t p = begin; p < end; ++p) {
+    for (int k = 0; k < kRow; ++k) f.push_back(static_cast<float>(p) + 0.5f * k);
+  }
+  return f;
+}
+
+TEST(RoutingDrafterTest, ReassignReplaysTheKeptTailOnTheNewWorker) {
+  auto recorder = [] {
+    return std::make_unique<RecordingDrafter>(Ngram(), std::vector<int>{1, 2});
+  };
+  auto a = std::make_unique<InProcessDraftWorker>(
+      recorder(), draft_service::DraftWorkerServiceOptions{.loop = {.target_dim = 4}});
+  InProcessDraftWorker b(recorder(), {.loop = {.target_dim = 4}});
+  ASSERT_TRUE(a->ok() && b.ok());
+  auto* on_b = static_cast<RecordingDrafter*>(b.drafter());
+  constexpr int kTail = 16;
+  RoutingDrafter routing({.context_layers = {1, 2},
+                          .max_block = 7,
+                          .timeout = absl::Seconds(1),
+                          .replay_tokens = kTail});
+  // Session 1: 40 context tokens in two Extends; session 3 forks its first 35.
+  const std::vector<int32_t> ctx = Context(1);
+  routing.Assign(1, a->address());
+  ASSERT_TRUE(routing.Open(1).ok());
+  const absl::Span<const int32_t> all(ctx);
+  ASSERT_TRUE(routing.Extend(1, all.subspan(0, 30), FeaturesOf(0, 30)).ok());
+  ASSERT_TRUE(routing.Extend(1, all.subspan(30), FeaturesOf(30, 40)).ok());
+  routing.Assign(3, a->address());
+  ASSERT_TRUE(routing.Fork(3, 1, 35).ok());
+  ASSERT_TRUE(routing.Extend(3, {20, 21}, FeaturesOf(35, 37)).ok());
+  std::vector<DraftBlock> got;
+  ASSERT_TRUE(routing.Draft({Req(1, 12), Req(3, 22)}, &got).ok());
+  ASSERT_FALSE(got[0].tokens.empty());
+
+  const std::string a_address = a->address();
+  a->Stop();  // as if the process died
+  ASSERT_TRUE(routing.Draft({Req(1, 12), Req(3, 22)}, &got).ok());
+  EXPECT_TRUE(got[0].tokens.empty());
+  EXPECT_TRUE(got[1].tokens.empty());
+  EXPECT_EQ(routing.detached_sessions(), 2);
+  // Detached sessions still keep their context: the target went on.
+  ASSERT_TRUE(routing.Extend(1, {12, 13}, FeaturesOf(40, 42)).ok());
+  // Admitted but not opened yet: it will open on the new worker.
+  routing.Assign(4, a_address);
+
+  const ReassignResult moved = routing.Reassign(a_address, b.address());
+  EXPECT_EQ(moved.reattached, 3);
+  EXPECT_EQ(moved.detached, 0);
+  EXPECT_EQ(routing.attached_sessions(), 2);
+
+  // Session 1's tail: positions 26..41. Session 3's: what its parent kept
+  // of the shared prefix when it forked (24..34), then its own two.
+  std::vector<int32_t> tail1(ctx.begin() + 26, ctx.end());
+  tail1.insert(tail1.end(), {12, 13});
+  std::vector<int32_t> tail3(ctx.begin() + 24, ctx.begin() + 35);
+  tail3.insert(tail3.end(), {20, 21});
+  std::vector<float> features3 = FeaturesOf(24, 37);
+  // A Draft is the barrier: B has read every earlier message.
+  auto local = Ngram();
+  for (auto [s, tail] : {std::pair{1, tail1}, std::pair{3, tail3}}) {
+    ASSERT_TRUE(local->Open(s).ok());
+    ASSERT_TRUE(local->Extend(s, tail, {}).ok());
+  }
+  std::vector<DraftBlock> want;
+  ASSERT_TRUE(routing.Draft({Req(1, 14), Req(3, 22)}, &got).ok());
+  ASSERT_TRUE(local->Draft({Req(1, 14), Req(3, 22)}, &want).ok());
+  ExpectSame(got, want);
+  EXPECT_FALSE(got[0].tokens.empty()) << "B drafts from the replayed tail";
+  const auto seen = on_b->sessions();
+  ASSERT_EQ(seen.size(), 2u);
+  auto features_of = [&](const std::vector<int32_t>& tokens) -> std::vector<float> {
+    for (const auto& [id, session] : seen) {
+      if (session.tokens == tokens) return session.features;
+    }
+    ADD_FAILURE() << "no session on B saw exactly its tail";
+    return {};
+  };
+  EXPECT_EQ(features_of(tail1), FeaturesOf(26, 42));
+  EXPECT_EQ(features_of(tail3), features3);
+  EXPECT_EQ(b.service().stats().open_sessions, 2);
+
+  ASSERT_TRUE(routing.Open(4).ok());
+  ASSERT_TRUE(routing.Extend(4, Context(4), FeaturesOf(0, 40)).ok());
+  ASSERT_TRUE(routing.Draft({Req(4, 12)}, &got).ok());
+  EXPECT_FALSE(got[0].tokens.empty()) << "session 4 opened on B";
+  EXPECT_EQ(b.service().stats().open_sessions, 3);
+
+  // Close after the move closes on B.
+  routing.Close(3);
+  ASSERT_TRUE(routing.Draft({Req(1, 14)}, &got).ok());
+  EXPECT_EQ(b.service().stats().open_sessions, 2);
+
+  // A move to nowhere reachable detaches, without an error.
+  std::string gone;
+  {
+    InProcessDraftWorker g(Ngram(), {});
+    ASSERT_TRUE(g.ok());
+    gone = g.address();
+  }
+  const ReassignResult lost = routing.Reassign(b.address(), gone);
+  EXPECT_EQ(lost.reattached, 0);
+  EXPECT_EQ(lost.detached, 2);
+  ASSERT_TRUE(routing.Draft({Req(1, 14), Req(4, 12)}, &got).ok());
+  EXPECT_TRUE(got[0].tokens.empty());
+  EXPECT_TRUE(got[1].tokens.empty());
+  EXPECT_EQ(routing.detached_sessions(), 2);
+  // They remember where the router put them: moving them on from there works.
+  const ReassignResult back = routing.Reassign(gone, b.address());
+  EXPECT_EQ(back.reattached, 2);
+  ASSERT_TRUE(routing.Draft({Req(1, 14)}, &got).ok());
+  EXPECT_FALSE(got[0].tokens.empty());
+  // An empty address detaches them on purpose; other addresses are untouched.
+  EXPECT_EQ(routing.Reassign("10.9.9.9:1", b.address()).reattached, 0);
+  const ReassignResult off = routing.Reassign(b.address(), "");
+  EXPECT_EQ(off.reattached, 0);
+  EXPECT_EQ(off.detached, 2);
+  EXPECT_EQ(routing.attached_sessions(), 0);
+}
+
+TEST(RoutingDrafterTest, WithoutAKeptTailReassignDetaches) {
+  InProcessDraftWorker a(Ngram(), {}), b(Ngram(), {});
+  ASSERT_TRUE(a.ok() && b.ok());
+  RoutingDrafter routing({.max_block = 7, .replay_tokens = 0});
+  for (drafter::SessionId s : {1, 2}) {
+    routing.Assign(s, a.address());
+    ASSERT_TRUE(routing.Open(s).ok());
+    ASSERT_TRUE(routing.Extend(s, Context(1), {}).ok());
+  }
+  const ReassignResult moved = routing.Reassign(a.address(), b.address());
+  EXPECT_EQ(moved.reattached, 0);
+  EXPECT_EQ(moved.detached, 2);
+  std::vector<DraftBlock> got;
+  ASSERT_TRUE(routing.Draft({Req(1, 12)}, &got).ok());
+  EXPECT_TRUE(got[0].tokens.empty());
+  // A session opened on `a` since is the barrier: the two were closed there.
+  routing.Assign(3, a.address());
+  ASSERT_TRUE(routing.Open(3).ok());
+  ASSERT_TRUE(routing.Extend(3, Context(1), {}).ok());
+  ASSERT_TRUE(routing.Draft({Req(3, 12)}, &got).ok());
+  EXPECT_EQ(a.service().stats().open_sessions, 1) << "closed on the old worker";
+  EXPECT_EQ(b.service().stats().open_sessions, 0);
 }
 
 }  // namespace

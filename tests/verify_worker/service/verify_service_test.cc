@@ -420,6 +420,61 @@ TEST(VerifyServiceTest, DraftWorkerAddressesReachTheHooks) {
   EXPECT_EQ(cancelled, std::vector<spec::RequestId>{assigned[2].first});
 }
 
+// ReassignDrafts reaches the reassign hook on the step loop's thread (where
+// the assign hook runs) and answers with its counts; without a hook it
+// moves nothing; after Stop it is UNAVAILABLE.
+TEST(VerifyServiceTest, ReassignDraftsRunsTheHookOnTheStepLoop) {
+  ASSERT_NE(Tiny(), nullptr);
+  absl::Mutex mu;
+  std::thread::id assign_thread, reassign_thread;
+  std::vector<std::pair<std::string, std::string>> moves;
+  VerifyServiceOptions options;
+  options.loop.assign = [&](spec::RequestId, const std::string&) {
+    absl::MutexLock lock(&mu);
+    assign_thread = std::this_thread::get_id();
+  };
+  options.loop.reassign = [&](const std::string& from, const std::string& to) {
+    absl::MutexLock lock(&mu);
+    reassign_thread = std::this_thread::get_id();
+    moves.push_back({from, to});
+    return DraftMoves{.reattached = 3, .detached = 1};
+  };
+  Worker w("oracle", std::move(options));
+  SessionRequest r = Request(Prompt(12, 8), 6);
+  r.set_draft_worker("10.0.0.7:7001");
+  ASSERT_TRUE(w.h().Run(r).status.ok());
+  auto reassign = [&](Worker& worker, grpc::Status* status) {
+    grpc::ClientContext context;
+    internal::v1::ReassignDraftsRequest request;
+    request.set_from_address("10.0.0.7:7001");
+    request.set_to_address("10.0.0.8:7001");
+    internal::v1::ReassignDraftsResponse response;
+    *status = worker.h().stub().ReassignDrafts(&context, request, &response);
+    return response;
+  };
+  grpc::Status status;
+  internal::v1::ReassignDraftsResponse response = reassign(w, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.reattached_sessions(), 3);
+  EXPECT_EQ(response.detached_sessions(), 1);
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_EQ(moves.size(), 1u);
+    EXPECT_EQ(moves[0], std::make_pair(std::string("10.0.0.7:7001"), std::string("10.0.0.8:7001")));
+    EXPECT_EQ(reassign_thread, assign_thread);
+    EXPECT_NE(reassign_thread, std::this_thread::get_id());
+  }
+  w.h().service().Stop();
+  reassign(w, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+
+  Worker plain("oracle");
+  response = reassign(plain, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.reattached_sessions(), 0);
+  EXPECT_EQ(response.detached_sessions(), 0);
+}
+
 TEST(VerifyServiceTest, AfterStopSessionsAreUnavailable) {
   ASSERT_NE(Tiny(), nullptr);
   Worker w("oracle");
