@@ -106,6 +106,9 @@ DASHBOARDS = {
             q("sum by (worker) (rate(dspark_feature_bytes_sent_total{SEL}[$__rate_interval]))",
               "{{worker}}")]),
         ("Draft sessions", "short", [q("dspark_draft_sessions{SEL}", "{{worker}}")]),
+        ("Sessions reattached to another draft worker / min", "short", [
+            q("sum by (worker) (increase(dspark_draft_reattached_sessions_total{SEL}[1m]))",
+              "{{worker}}")]),
     ]),
     "scheduler": ("dspark / Scheduler", [
         ("Policy: speculation on", "short", [
