@@ -41,10 +41,15 @@ if [ ! -e .venv ]; then ln -s "$venv" .venv; fi
 if [ "$mode" = test ]; then
   stamp=.venv/.dspark-test-deps
   reqs=tools/requirements-test.txt
-  # llama.cpp is built from source by llama-cpp-python. AMX is left out: the
-  # kernel may not grant AMX tile state (it crashes where it is not granted).
-  llama_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
--DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX512_VBMI=ON \
+  # llama.cpp is built from source by llama-cpp-python, for the instruction
+  # sets this CPU has (machines of one kind have differed: AVX-512 VNNI/BF16
+  # Xeons, AVX2-only EPYCs). AMX is left out: the kernel may not grant AMX
+  # tile state (it crashes where it is not granted).
+  has() { grep -qw "$1" /proc/cpuinfo && echo ON || echo OFF; }
+  avx512=$(has avx512f); [ "$(has avx512bw)" = ON ] && [ "$(has avx512vl)" = ON ] || avx512=OFF
+  llama_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma) \
+-DGGML_F16C=$(has f16c) -DGGML_AVX512=$avx512 -DGGML_AVX512_VNNI=$(has avx512_vnni) \
+-DGGML_AVX512_BF16=$(has avx512_bf16) -DGGML_AVX512_VBMI=$(has avx512vbmi) \
 -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF"
   want="$(cat "$reqs"; echo "$llama_cmake")"
   if [ ! -f "$stamp" ] || [ "$want" != "$(cat "$stamp")" ]; then
