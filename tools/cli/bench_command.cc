@@ -1,9 +1,10 @@
 // dspark bench engine [--models a,b] [--threads-list 1,2] [--prompt-tokens N]
-//   [--decode-tokens N] [--reps N] [--no-llamacpp]
+//   [--decode-tokens N] [--reps N] [--no-llamacpp] [--row-major]
 // For each model and thread count: prefill and decode tokens/s, the cost of a
 // k-token forward relative to k = 1, and decode as a fraction of the memory
 // bandwidth roofline — dspark and llama.cpp (tools/bench/llamacpp_engine.py)
-// side by side in one run, as a Markdown table on stdout.
+// side by side in one run, as a Markdown table on stdout. --row-major adds
+// dspark with its row-major int8 kernels (no panel repacking) to the run.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -154,7 +155,7 @@ std::string Row(const std::string& model, int threads, const std::string& engine
 absl::Status Run(const std::vector<std::string>& argv) {
   DSPARK_ASSIGN_OR_RETURN(
       Args args, Args::Parse(argv, {"models", "threads-list", "prompt-tokens", "decode-tokens", "reps"},
-                             {"no-llamacpp"}));
+                             {"no-llamacpp", "row-major"}));
   if (args.positional().size() != 1 || args.positional()[0] != "engine") {
     return absl::InvalidArgumentError("usage: dspark bench engine|tokenizer|spec [flags]");
   }
@@ -197,6 +198,14 @@ absl::Status Run(const std::vector<std::string>& argv) {
       }
       std::printf("%s\n", Row(std::string(name), threads, "dspark", ours,
                               ours.decode_tps * bytes / bandwidth[threads], vs).c_str());
+      if (args.Has("row-major")) {
+        DSPARK_ASSIGN_OR_RETURN(
+            auto plain, engine::Model::Load(path, {.threads = threads, .panel_weights = false}));
+        DSPARK_ASSIGN_OR_RETURN(EngineNumbers rm,
+                                MeasureDspark(*plain, prompt_tokens, decode_tokens, reps));
+        std::printf("%s\n", Row(std::string(name), threads, "dspark row-major", rm,
+                                rm.decode_tps * bytes / bandwidth[threads], "-").c_str());
+      }
       if (!theirs_row.empty()) std::printf("%s\n", theirs_row.c_str());
       std::fflush(stdout);
     }

@@ -119,7 +119,29 @@ absl::Status Model::BindWeights() {
       DSPARK_ASSIGN_OR_RETURN(l.post_ffn_norm, Vec(f, p + "post_ffw_norm.weight", c.dim, false));
     }
   }
+  PackPanelWeights();
   return absl::OkStatus();
+}
+
+void Model::PackPanelWeights() {
+  if (!options_.panel_weights || options_.mode != cpu::ActivationMode::kInt8 ||
+      cpu::ActiveIsa() != cpu::Isa::kAvx2) {
+    return;
+  }
+  std::vector<const TensorView**> slots = {&output_};
+  for (LayerWeights& l : layers_) {
+    for (const TensorView** t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) {
+      slots.push_back(t);
+    }
+  }
+  for (const TensorView** slot : slots) {
+    cpu::PanelWeights packed = cpu::PanelWeights::Pack(**slot);
+    if (packed.empty()) continue;
+    TensorView& view = panel_views_.emplace_back(**slot);
+    view.panels = packed.data();
+    panels_.push_back(std::move(packed));
+    *slot = &view;
+  }
 }
 
 std::unique_ptr<KvCache> Model::NewKvCache(const KvCacheOptions& options) const {

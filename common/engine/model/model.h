@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,10 @@ struct ModelOptions {
   // Use only the first max_layers layers (then the final norm and head): a
   // cheap self-draft model of the same vocabulary. 0 = all. Default 0.
   int max_layers = 0;
+  // kInt8 on an AVX2 (not AVX-512) CPU: repack the Q4_0 / Q4_1 / Q8_0 weights into
+  // panels of 16 rows at load (cpu::PanelWeights: a copy of those weights in
+  // memory, the mapped file's pages then go unread). Default true.
+  bool panel_weights = true;
 };
 
 // New tokens of one sequence, at positions cache.Length(seq) onwards.
@@ -97,6 +102,7 @@ class Model {
   struct LayerWeights;
   Model(std::unique_ptr<ModelFile> file, ModelConfig config, const ModelOptions& options);
   absl::Status BindWeights();
+  void PackPanelWeights();
   absl::Status Validate(const ForwardBatch& batch, const KvCache& cache) const;
 
   std::unique_ptr<ModelFile> file_;
@@ -107,6 +113,9 @@ class Model {
   const TensorView* token_embd_ = nullptr;  // {vocab, dim}
   std::vector<float> final_norm_;           // [dim]
   const TensorView* output_ = nullptr;      // {vocab, dim}; token_embd_ when tied
+  // Copies of the views of packed weights (panels set), and their panels.
+  std::deque<TensorView> panel_views_;
+  std::vector<cpu::PanelWeights> panels_;
 };
 
 }  // namespace dspark::engine

@@ -19,6 +19,9 @@ struct TensorView {
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;
   int64_t nbytes = 0;
+  // Optional: the same rows regrouped in panels of 16 (cpu::PanelWeights),
+  // which the AVX-512 int8 matmul reads instead of `data`. Owned elsewhere.
+  const uint8_t* panels = nullptr;
 
   int64_t rows() const;  // product of all dims but the last
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }

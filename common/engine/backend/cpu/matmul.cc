@@ -9,6 +9,7 @@
 
 #include "common/base/logging.h"
 #include "common/engine/backend/cpu/quant/activations.h"
+#include "common/engine/backend/cpu/quant/panel16.h"
 #include "common/engine/backend/cpu/quant/quant_kernels.h"
 #include "common/engine/backend/cpu/thread_pool.h"
 
@@ -19,8 +20,9 @@ using quant::RowsArgs;
 using quant::TypeKernels;
 
 // Rows per thread-range unit: ranges stay multiples of it (row chunks of
-// the kernels never straddle two threads' ranges needlessly).
-constexpr int64_t kRowGrain = 16;
+// the kernels never straddle two threads' ranges needlessly; panel kernels
+// need whole panels).
+constexpr int64_t kRowGrain = quant::kPanelRows;
 // Below this many weight bytes times tokens a second thread costs more to
 // wake than it saves.
 constexpr int64_t kMinParallelBytes = 48 * 1024;
@@ -97,6 +99,7 @@ void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_
   quant::RowsKernel kernels[kMaxSharedTargets];
   RowsArgs args[kMaxSharedTargets];
   int layout_of[kMaxSharedTargets];
+  int64_t first_row[kMaxSharedTargets];
   int64_t total_rows = 0, work = 0;
   for (int i = 0; i < count; ++i) {
     const TensorView& w = *targets[i].w;
@@ -104,15 +107,19 @@ void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_
     DSPARK_CHECK(w.cols() == cols) << w.name << ": " << w.cols() << " columns, not " << cols;
     DSPARK_CHECK(cols % k.block_size == 0) << w.name << ": " << cols << " columns";
     const bool int8 = mode == ActivationMode::kInt8 && k.int8[isa_index] != nullptr;
-    kernels[i] = int8 ? k.int8[isa_index] : k.exact[isa_index];
+    const bool panels = int8 && isa == Isa::kAvx2 && w.panels != nullptr;
+    kernels[i] = panels ? quant::PanelKernel(w.type) : int8 ? k.int8[isa_index] : k.exact[isa_index];
     RowsArgs& a = args[i];
-    a.w = w.data;
+    a.w = panels ? w.panels : w.data;
     a.row_bytes = RowBytes(w.type, cols);
     a.cols = cols;
     a.n = n;
     a.y = targets[i].y;
     a.ldy = w.rows();
-    total_rows += w.rows();
+    // Targets are laid end to end, each from a multiple of kRowGrain (= the
+    // panel height), so thread ranges split panels only on their boundaries.
+    first_row[i] = (total_rows + kRowGrain - 1) / kRowGrain * kRowGrain;
+    total_rows = first_row[i] + w.rows();
     work += w.rows() * a.row_bytes * n;
     layout_of[i] = -1;
     if (!int8) {
@@ -157,9 +164,8 @@ void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_
 
   // Rows [begin, end) of the targets' outputs laid end to end.
   auto run = [&](int64_t begin, int64_t end) {
-    int64_t first = 0;
     for (int i = 0; i < count; ++i) {
-      const int64_t rows = args[i].ldy;
+      const int64_t first = first_row[i], rows = args[i].ldy;
       const int64_t b = std::max(begin, first), e = std::min(end, first + rows);
       if (b < e) {
         RowsArgs part = args[i];
@@ -167,7 +173,6 @@ void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_
         part.row_end = e - first;
         kernels[i](part);
       }
-      first += rows;
     }
   };
   if (parallel && total_rows > kRowGrain && work >= kMinParallelBytes) {
@@ -176,6 +181,17 @@ void MatMulShared(const MatMulTarget* targets, int count, const float* x, int64_
     run(0, total_rows);
   }
 }
+
+PanelWeights PanelWeights::Pack(const TensorView& w) {
+  PanelWeights p;
+  if (!quant::HasPanelKernels(w.type) || w.rows() % quant::kPanelRows != 0) return p;
+  const int64_t bytes = w.rows() * RowBytes(w.type, w.cols());
+  p.data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+  quant::PackPanels(w.type, w.data, w.rows(), w.cols(), p.data_.get());
+  return p;
+}
+
+void PanelWeights::Free::operator()(uint8_t* p) const { std::free(p); }
 
 void DequantizeRow(const TensorView& w, int64_t row, float* out) {
   const TypeKernels& k = KernelsFor(w);

@@ -7,6 +7,8 @@
 // "hot" runs reuse one weight copy (it may sit in L2/L3); "stream" rotates
 // over copies totalling >= 1 GiB so weights come from DRAM, as in a real
 // decode step that walks ~100 MB of layers. DSPARK_CPU_ISA picks the ISA.
+// "panels" runs read the weights packed in panels of 16 rows (PanelWeights,
+// the AVX2 int8 path the model uses for Q4_0 / Q4_1 / Q8_0).
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -33,26 +35,33 @@ ThreadPool* Pool(int threads) {
 }
 
 // Args: rows (out), cols (in), n tokens, threads, stream (0/1).
-void BM_MatMul(benchmark::State& state, GgmlType type, ActivationMode mode) {
+void BM_MatMul(benchmark::State& state, GgmlType type, ActivationMode mode, bool panels) {
   const int64_t rows = state.range(0), cols = state.range(1), n = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const bool stream = state.range(4) != 0;
   testing::RandomWeights master = testing::MakeRandomWeights(type, rows, cols, 7);
+  const PanelWeights packed = panels ? PanelWeights::Pack(master.view) : PanelWeights();
+  if (panels && packed.empty()) {
+    state.SkipWithError("no panels for this type and shape");
+    return;
+  }
+  const uint8_t* src = panels ? packed.data() : master.bytes.data();
   const int64_t bytes = master.view.nbytes;
   const int64_t copies = stream ? std::max<int64_t>(2, kStreamBytes / bytes) : 1;
   std::vector<uint8_t> pool_bytes(stream ? copies * bytes : 0);
   for (int64_t c = 0; c < (stream ? copies : 0); ++c) {
-    std::memcpy(pool_bytes.data() + c * bytes, master.bytes.data(), bytes);
+    std::memcpy(pool_bytes.data() + c * bytes, src, bytes);
   }
   std::vector<float> x(n * cols), y(n * rows);
   std::mt19937 rng(3);
   std::normal_distribution<float> dist;
   for (float& v : x) v = dist(rng);
   TensorView w = master.view;
+  w.panels = panels ? packed.data() : nullptr;
   int64_t c = 0;
   for (auto _ : state) {
     if (stream) {
-      w.data = pool_bytes.data() + c * bytes;
+      (panels ? w.panels : w.data) = pool_bytes.data() + c * bytes;
       c = c + 1 == copies ? 0 : c + 1;
     }
     MatMul(w, x.data(), n, y.data(), mode, Pool(threads));
@@ -122,8 +131,8 @@ struct Shape {
 };
 
 void Register(const char* name, GgmlType type, ActivationMode mode, std::vector<Shape> shapes,
-              std::vector<int64_t> ns, bool with_stream) {
-  auto* b = benchmark::RegisterBenchmark(name, BM_MatMul, type, mode);
+              std::vector<int64_t> ns, bool with_stream, bool panels = false) {
+  auto* b = benchmark::RegisterBenchmark(name, BM_MatMul, type, mode, panels);
   b->ArgNames({"out", "in", "n", "thr", "stream"})->Unit(benchmark::kMicrosecond)->UseRealTime();
   for (const Shape& s : shapes) {
     for (int64_t n : ns) {
@@ -147,6 +156,11 @@ const int kRegistered = [] {
   Register("Q8_0/int8", GgmlType::kQ8_0, ActivationMode::kInt8, smol, decode, true);
   Register("Q4_1/int8/batch", GgmlType::kQ4_1, ActivationMode::kInt8, {{1536, 576}}, batch, false);
   Register("Q8_0/int8/batch", GgmlType::kQ8_0, ActivationMode::kInt8, {{1536, 576}}, batch, false);
+  Register("Q4_1/int8/panels", GgmlType::kQ4_1, ActivationMode::kInt8, smol, decode, true, true);
+  Register("Q4_1/int8/panels/batch", GgmlType::kQ4_1, ActivationMode::kInt8, {{1536, 576}}, batch,
+           false, true);
+  Register("Q8_0/int8/panels/batch", GgmlType::kQ8_0, ActivationMode::kInt8, {{1536, 576}}, batch,
+           false, true);
   Register("Q4_0/int8", GgmlType::kQ4_0, ActivationMode::kInt8, {{1536, 576}}, decode, false);
   Register("Q5_0/int8", GgmlType::kQ5_0, ActivationMode::kInt8, qwen, decode, false);
   Register("Q5_0/int8/batch", GgmlType::kQ5_0, ActivationMode::kInt8, {{4864, 896}}, batch, false);
