@@ -42,12 +42,43 @@ DSPARK_TARGET_AVX512 void QuantizeAvx512(const float* x, int count, float id, in
   }
 }
 
+DSPARK_TARGET_AVX2 float AbsMaxAvx2(const float* x, int count) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  // max(v, m) returns m where v is NaN, as the scalar std::max(m, |x|) does.
+  for (int i = 0; i < count; i += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m);
+  __m128 v = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  v = _mm_max_ps(v, _mm_movehl_ps(v, v));
+  v = _mm_max_ss(v, _mm_movehdup_ps(v));
+  return _mm_cvtss_f32(v);  // max is exact in any order
+}
+
+DSPARK_TARGET_AVX2 void QuantizeAvx2(const float* x, int count, float id, int8_t* q) {
+  const __m256 vid = _mm256_set1_ps(id);
+  // packs interleaves 128-bit lanes; this puts the dwords back in order.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int i = 0; i < count; i += 32) {
+    __m256i v[4];
+    for (int j = 0; j < 4; ++j) {
+      // cvtps rounds with the current (default: nearest-even) mode, as nearbyint.
+      v[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), vid));
+    }
+    const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]),
+                                              _mm256_packs_epi32(v[2], v[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
+                        _mm256_permutevar8x32_epi32(packed, order));
+  }
+}
+
 // Quantizes one block of `count` (32 or 256) elements; returns its scale.
 float QuantizeBlock(const float* x, int count, int8_t* q, Isa isa) {
   float d, id;
   if (isa == Isa::kAvx512) {
     BlockScale(AbsMaxAvx512(x, count), &d, &id);
     QuantizeAvx512(x, count, id, q);
+  } else if (isa == Isa::kAvx2) {
+    BlockScale(AbsMaxAvx2(x, count), &d, &id);
+    QuantizeAvx2(x, count, id, q);
   } else {
     BlockScale(AbsMaxScalar(x, count), &d, &id);
     QuantizeScalar(x, count, id, q);

@@ -84,6 +84,10 @@ TEST(ActivationsTest, EveryIsaWritesTheSameBytes) {
   std::vector<float> x = Random(cols, 3);
   x[5] = 0.0f;
   std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block
+  // A block with scale exactly 1 and ties, which round half to even.
+  for (int i = 96; i < 128; ++i) x[i] = 0.01f * static_cast<float>(i);
+  x[96] = 127.0f;
+  for (int i = 0; i < 8; ++i) x[97 + i] = static_cast<float>(i) - 3.5f;
   for (ActFormat f : {ActFormat::kQ8x32, ActFormat::kQ8x256}) {
     const int64_t bytes = ActBytesPerToken(f, cols);
     Buffer ref(bytes);
