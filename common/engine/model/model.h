@@ -41,9 +41,10 @@ struct ModelOptions {
   // Use only the first max_layers layers (then the final norm and head): a
   // cheap self-draft model of the same vocabulary. 0 = all. Default 0.
   int max_layers = 0;
-  // kInt8 on an AVX2 (not AVX-512) CPU: repack the Q4_0 / Q4_1 / Q8_0 weights into
-  // panels of 16 rows at load (cpu::PanelWeights: a copy of those weights in
-  // memory, the mapped file's pages then go unread). Default true.
+  // kInt8 on an AVX2 (not AVX-512) CPU: repack the Q4_0 / Q4_1 / Q5_0 /
+  // Q8_0 weights into panels of 16 rows at load (cpu::PanelWeights: a copy
+  // of those weights in memory, the mapped file's pages then go unread).
+  // Default true.
   bool panel_weights = true;
 };
 

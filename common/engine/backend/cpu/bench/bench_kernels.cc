@@ -8,7 +8,7 @@
 // over copies totalling >= 1 GiB so weights come from DRAM, as in a real
 // decode step that walks ~100 MB of layers. DSPARK_CPU_ISA picks the ISA.
 // "panels" runs read the weights packed in panels of 16 rows (PanelWeights,
-// the AVX2 int8 path the model uses for Q4_0 / Q4_1 / Q8_0).
+// the AVX2 int8 path the model uses for Q4_0 / Q4_1 / Q5_0 / Q8_0).
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -158,6 +158,9 @@ const int kRegistered = [] {
   Register("Q8_0/int8/batch", GgmlType::kQ8_0, ActivationMode::kInt8, {{1536, 576}}, batch, false);
   Register("Q4_1/int8/panels", GgmlType::kQ4_1, ActivationMode::kInt8, smol, decode, true, true);
   Register("Q4_1/int8/panels/batch", GgmlType::kQ4_1, ActivationMode::kInt8, {{1536, 576}}, batch,
+           false, true);
+  Register("Q5_0/int8/panels", GgmlType::kQ5_0, ActivationMode::kInt8, qwen, decode, false, true);
+  Register("Q5_0/int8/panels/batch", GgmlType::kQ5_0, ActivationMode::kInt8, {{4864, 896}}, batch,
            false, true);
   Register("Q8_0/int8/panels/batch", GgmlType::kQ8_0, ActivationMode::kInt8, {{1536, 576}}, batch,
            false, true);

@@ -18,6 +18,7 @@ struct PanelQ4_0 {
   static constexpr int kBlockBytes = 18;  // {f16 d; u8 qs[16]}
   static constexpr int kQsOffset = 2;
   static constexpr bool kNibbles = true;
+  static constexpr int kQh = -1;  // record offset of the fifth-bit image (Q5_0)
   static constexpr bool kHasMin = false;
   static constexpr int kScales = 256;  // record offset of the 16 f16 d
   static constexpr int kMins = -1;
@@ -27,6 +28,7 @@ struct PanelQ4_1 {
   static constexpr int kBlockBytes = 20;  // {f16 d; f16 m; u8 qs[16]}
   static constexpr int kQsOffset = 4;
   static constexpr bool kNibbles = true;
+  static constexpr int kQh = -1;
   static constexpr bool kHasMin = true;
   static constexpr int kScales = 256;
   static constexpr int kMins = 288;
@@ -36,10 +38,26 @@ struct PanelQ8_0 {
   static constexpr int kBlockBytes = 34;  // {f16 d; i8 qs[32]}, stored here as qs + 128
   static constexpr int kQsOffset = 2;
   static constexpr bool kNibbles = false;
+  static constexpr int kQh = -1;
   static constexpr bool kHasMin = false;
   static constexpr int kScales = 512;
   static constexpr int kMins = -1;
   static constexpr int kRecordBytes = 544;
+};
+
+// Q5_0's fifth bits go to a 64-byte image beside the nibbles: byte 4r + i
+// holds, at bit k, the fifth bit of row r's element 4k + i (the element
+// whose low bits are byte i of nibble image dword r, k < 4 low nibbles,
+// k >= 4 high), so each image's bits are one shift and mask away.
+struct PanelQ5_0 {
+  static constexpr int kBlockBytes = 22;  // {f16 d; u32 qh; u8 qs[16]}
+  static constexpr int kQsOffset = 6;
+  static constexpr bool kNibbles = true;
+  static constexpr int kQh = 256;
+  static constexpr bool kHasMin = false;
+  static constexpr int kScales = 320;
+  static constexpr int kMins = -1;
+  static constexpr int kRecordBytes = 352;
 };
 
 template <class P>
@@ -58,6 +76,15 @@ void Pack(const uint8_t* w, int64_t rows, int64_t cols, uint8_t* out) {
         } else {
           for (int k = 0; k < 8; ++k) {
             for (int i = 0; i < 4; ++i) rec[64 * k + 4 * r + i] = qs[4 * k + i] ^ 0x80;
+          }
+        }
+        if constexpr (P::kQh >= 0) {
+          uint32_t qh;
+          std::memcpy(&qh, src + 2, 4);
+          for (int i = 0; i < 4; ++i) {
+            uint8_t bits = 0;
+            for (int k = 0; k < 8; ++k) bits |= ((qh >> (4 * k + i)) & 1u) << k;
+            rec[P::kQh + 4 * r + i] = bits;
           }
         }
         std::memcpy(rec + P::kScales + 2 * r, src, 2);
@@ -87,6 +114,20 @@ DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE void DecodeHalf(const uint8_t* rec, int 
       blk->w[j] = _mm256_and_si256(v, m4);
       blk->w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
     }
+    if constexpr (P::kQh >= 0) {
+      // Bit k of each byte to bit 4 (16-bit shifts: bit 4 of either byte
+      // of a lane comes from the same byte, since k <= 7).
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(img + P::kQh));
+      const __m256i b4 = _mm256_set1_epi8(0x10);
+      blk->w[0] = _mm256_or_si256(blk->w[0], _mm256_and_si256(_mm256_slli_epi16(qh, 4), b4));
+      blk->w[1] = _mm256_or_si256(blk->w[1], _mm256_and_si256(_mm256_slli_epi16(qh, 3), b4));
+      blk->w[2] = _mm256_or_si256(blk->w[2], _mm256_and_si256(_mm256_slli_epi16(qh, 2), b4));
+      blk->w[3] = _mm256_or_si256(blk->w[3], _mm256_and_si256(_mm256_slli_epi16(qh, 1), b4));
+      blk->w[4] = _mm256_or_si256(blk->w[4], _mm256_and_si256(qh, b4));
+      blk->w[5] = _mm256_or_si256(blk->w[5], _mm256_and_si256(_mm256_srli_epi16(qh, 1), b4));
+      blk->w[6] = _mm256_or_si256(blk->w[6], _mm256_and_si256(_mm256_srli_epi16(qh, 2), b4));
+      blk->w[7] = _mm256_or_si256(blk->w[7], _mm256_and_si256(_mm256_srli_epi16(qh, 3), b4));
+    }
   } else {
     const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
 #pragma GCC unroll 8
@@ -115,12 +156,20 @@ DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE __m256i BlockSums(const HalfBlock& blk,
                                                           const ActGroup32& x, int lane) {
   const __m256i ones = _mm256_set1_epi16(1);
   if constexpr (P::kNibbles) {
-    // q <= 15 and |xq| <= 127: a pair is at most 3810 in magnitude, eight
-    // pairs' sum 30480, so the int16 sums cannot saturate.
-    __m256i p = _mm256_maddubs_epi16(blk.w[0], BroadcastDword(x, lane, 0));
+    // q <= 15 and |xq| <= 127: a pair is at most 3810 in magnitude, so
+    // eight of them sum to at most 30480 in int16; Q5_0's q <= 31 allows
+    // four (31496).
+    constexpr int kPerSum = P::kQh >= 0 ? 4 : 8;
+    __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int k0 = 0; k0 < 8; k0 += kPerSum) {
+      __m256i p = _mm256_maddubs_epi16(blk.w[k0], BroadcastDword(x, lane, k0));
 #pragma GCC unroll 7
-    for (int k = 1; k < 8; ++k) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(blk.w[k], BroadcastDword(x, lane, k)));
-    const __m256i s = _mm256_madd_epi16(p, ones);
+      for (int k = k0 + 1; k < k0 + kPerSum; ++k) {
+        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(blk.w[k], BroadcastDword(x, lane, k)));
+      }
+      s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
+    }
     if constexpr (P::kHasMin) return s;
     return _mm256_add_epi32(s, _mm256_set1_epi32(x.neg_offset_sum[lane]));
   } else {
@@ -226,6 +275,8 @@ void PackPanels(GgmlType type, const uint8_t* w, int64_t rows, int64_t cols, uin
       return Pack<PanelQ4_0>(w, rows, cols, out);
     case GgmlType::kQ4_1:
       return Pack<PanelQ4_1>(w, rows, cols, out);
+    case GgmlType::kQ5_0:
+      return Pack<PanelQ5_0>(w, rows, cols, out);
     case GgmlType::kQ8_0:
       return Pack<PanelQ8_0>(w, rows, cols, out);
     default:
@@ -239,6 +290,8 @@ RowsKernel PanelKernel(GgmlType type) {
       return &RunPanels<PanelQ4_0>;
     case GgmlType::kQ4_1:
       return &RunPanels<PanelQ4_1>;
+    case GgmlType::kQ5_0:
+      return &RunPanels<PanelQ5_0>;
     case GgmlType::kQ8_0:
       return &RunPanels<PanelQ8_0>;
     default:

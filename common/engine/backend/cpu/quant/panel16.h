@@ -1,11 +1,11 @@
 // Weight rows regrouped in panels of 16 for the AVX2 int8 kernels (32-element
-// block types Q4_0, Q4_1, Q8_0).
+// block types Q4_0, Q4_1, Q5_0, Q8_0).
 //
 // In a panel, block b of its 16 rows is one record: for each k in 0..7 a
 // 64-byte register image whose dword r holds elements 4k..4k+3 of row r
 // (nibble-packed for the 4-bit types: the low nibbles are k = 0..3, the
-// high ones k = 4..7, exactly as a Q4 block stores them), then the 16 rows'
-// f16 scales (and mins). A record is as large as the 16 blocks it replaces,
+// high ones k = 4..7, exactly as a Q4 block stores them; Q5_0's fifth bits
+// in one more image), then the 16 rows' f16 scales (and mins). A record is as large as the 16 blocks it replaces,
 // so a panel is 16 * row_bytes and the weights take no extra memory traffic.
 //
 // The AVX2 kernel takes a panel as two halves of 8 rows (the low and high

@@ -356,7 +356,8 @@ TEST_P(PanelMatMulTest, SharedWithUnalignedNeighbourEqualsOwnMatMul) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PanelTypes, PanelMatMulTest,
-                         ::testing::Values(GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ8_0),
+                         ::testing::Values(GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0,
+                                           GgmlType::kQ8_0),
                          [](const ::testing::TestParamInfo<GgmlType>& info) {
                            return std::string(TypeInfo(info.param).name);
                          });
