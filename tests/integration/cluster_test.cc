@@ -21,6 +21,7 @@
 #include "dspark/v1/generation.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "tests/common/rpc/raw_call.h"
 #include "tests/verify_worker/spec_engine/spec_engine_test_util.h"
 
 namespace dspark {
@@ -168,36 +169,7 @@ void RunConcurrently(int n, int threads, const std::function<void(int)>& one) {
 grpc::Status RawCall(const std::string& target, const std::string& method, const std::string& bytes,
                      int* messages) {
   grpc::GenericStub stub(rpc::MakeChannel(target));
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  grpc::CompletionQueue cq;
-  void* tag = nullptr;
-  bool ok = false;
-  auto next = [&] { EXPECT_TRUE(cq.Next(&tag, &ok)); };
-  auto call = stub.PrepareCall(&context, method, &cq);
-  call->StartCall(nullptr);
-  next();
-  grpc::Slice slice(bytes);
-  grpc::ByteBuffer request(&slice, 1);
-  call->Write(request, nullptr);
-  next();
-  call->WritesDone(nullptr);
-  next();
-  *messages = 0;
-  grpc::ByteBuffer response;
-  for (;;) {
-    call->Read(&response, nullptr);
-    next();
-    if (!ok) break;
-    ++*messages;
-  }
-  grpc::Status status;
-  call->Finish(&status, nullptr);
-  next();
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
-  return status;
+  return rpc::testing::RawCall(stub, method, bytes, absl::Seconds(30), messages);
 }
 
 TEST_F(ClusterTest, GreedyOutputEqualsTargetOnlyAtConcurrency16) {

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/rpc/channel.h"
 #include "dspark/v1/generation.grpc.pb.h"
+#include "tests/common/rpc/raw_call.h"
 
 namespace dspark::rpc {
 namespace {
@@ -125,39 +126,7 @@ class ServerTest : public ::testing::Test {
   // the status, and in `messages` how many responses came.
   grpc::Status Stream(const std::string& method, const std::optional<std::string>& bytes,
                       int* messages) {
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kWait));
-    grpc::CompletionQueue cq;
-    void* tag = nullptr;
-    bool ok = false;
-    auto next = [&] { EXPECT_TRUE(cq.Next(&tag, &ok)); };
-    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
-        stub_->PrepareCall(&context, method, &cq);
-    call->StartCall(nullptr);
-    next();
-    if (bytes.has_value()) {
-      grpc::Slice slice(*bytes);
-      grpc::ByteBuffer request(&slice, 1);
-      call->Write(request, nullptr);
-      next();
-    }
-    call->WritesDone(nullptr);
-    next();
-    *messages = 0;
-    grpc::ByteBuffer response;
-    for (;;) {
-      call->Read(&response, nullptr);
-      next();
-      if (!ok) break;
-      ++*messages;
-    }
-    grpc::Status status;
-    call->Finish(&status, nullptr);
-    next();
-    cq.Shutdown();
-    while (cq.Next(&tag, &ok)) {
-    }
-    return status;
+    return rpc::testing::RawCall(*stub_, method, bytes, kWait, messages);
   }
 
   TestGeneration service_;
