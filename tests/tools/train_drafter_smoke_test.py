@@ -4,7 +4,8 @@ on a tiny config: prompts from the corpus (tools/make_distill_prompts.py),
 self-distillation through the engine (`dspark distill`, 2 prompts x 8 tokens),
 training (tools/train_drafter.py, 3 steps, small draft vocabulary), loading
 the checkpoint in PyTorch, and speculating with it in the C++ engine, whose
-output must equal the target alone (lossless). Skips (exit 0, "SKIP:") without
+output must equal the target alone (lossless); then the same for the small
+autoregressive draft model (tools/train_draft_model.py, 1 layer, 2 steps). Skips (exit 0, "SKIP:") without
 the SmolLM2 GGUF or torch.
 
     .venv/bin/python tests/tools/train_drafter_smoke_test.py --dspark build/bin/dspark
@@ -97,6 +98,17 @@ def main():
                              "--verify-len", 7])
         assert spec.stdout.split() == plain, (spec.stdout, plain)
         assert "drafter dspark" in spec.stderr, spec.stderr
+
+        draft_model = tmp / "draft-model"
+        run([py, ROOT / "tools/train_draft_model.py", "--target", gguf, "--data", data,
+             "--out", draft_model, "--work-dir", tmp / "work-dm", "--layers", 1, "--steps", 2,
+             "--seqs-per-step", 1, "--threads", 1, "--log-every", 1])
+        cfg = json.loads((draft_model / "config.json").read_text())
+        assert cfg["num_hidden_layers"] == 1 and cfg["dspark_draft_model"]["steps"] == 2, cfg
+        spec = run(common + ["--drafter", "draft-model", "--drafter-path", draft_model,
+                             "--scheduler", "fixed", "--verify-len", 3])
+        assert spec.stdout.split() == plain, (spec.stdout, plain)
+        assert "drafter draft-model" in spec.stderr, spec.stderr
     print("OK")
 
 
