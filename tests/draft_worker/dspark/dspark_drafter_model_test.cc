@@ -7,7 +7,7 @@
 //   confidences: |dspark - ref| / |ref|.
 // Targets: a tiny random llama GGUF (always, f32 drafter; plus a bf16
 // two-layer drafter with a draft vocabulary) and the catalogue models that are
-// pulled. Needs the venv (tools/setup.sh test); skips without it. Also prints
+// pulled, with random drafters and with the committed trained drafters. Needs the venv (tools/setup.sh test); skips without it. Also prints
 // the drafter's speed on SmolLM2 (not asserted).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -65,6 +65,7 @@ struct Target {
   std::string name;
   std::string gguf;
   std::string drafter_args;  // extra make_random_drafter.py flags
+  std::string trained;       // a trained checkpoint to check instead of a random one
 };
 
 class DsparkReferenceTest : public ::testing::TestWithParam<Target> {
@@ -88,12 +89,15 @@ TEST_P(DsparkReferenceTest, MatchesPyTorchReference) {
   const std::string gguf = t.gguf.empty() ? *dir_ + "/tiny.gguf" : t.gguf;
   if (!Readable(gguf)) GTEST_SKIP() << "run `dspark pull " << t.name << "` first";
   const std::string work = absl::StrCat(*dir_, "/", t.name);
-  const std::string drafter_dir = work + "/drafter", ref_dir = work + "/ref";
-  ASSERT_TRUE(
-      RunTool("make_random_drafter.py",
-              absl::StrCat("--target '", gguf, "' --out '", drafter_dir, "' ", t.drafter_args),
-              *dir_ + "/drafter.log"))
-      << ReadAll(*dir_ + "/drafter.log");
+  const std::string drafter_dir = t.trained.empty() ? work + "/drafter" : t.trained;
+  const std::string ref_dir = work + "/ref";
+  if (t.trained.empty()) {
+    ASSERT_TRUE(
+        RunTool("make_random_drafter.py",
+                absl::StrCat("--target '", gguf, "' --out '", drafter_dir, "' ", t.drafter_args),
+                *dir_ + "/drafter.log"))
+        << ReadAll(*dir_ + "/drafter.log");
+  }
   ASSERT_TRUE(RunTool(
       "make_dspark_reference.py",
       absl::StrCat("--target '", gguf, "' --drafter '", drafter_dir, "' --out '", ref_dir, "'"),
@@ -175,6 +179,8 @@ INSTANTIATE_TEST_SUITE_P(
                "--layers 2 --markov-rank 4 --block-size 5 --dtype bf16 --draft-vocab 120 "
                "--target-layers 3,0,2"},
         Target{"smollm2-135m-instruct", Catalogue("smollm2-135m-instruct"), ""},
+        Target{"smollm2-135m-instruct-committed", Catalogue("smollm2-135m-instruct"), "",
+               std::string(DSPARK_SOURCE_DIR) + "/models/drafters/smollm2-135m-instruct"},
         Target{"qwen2.5-coder-0.5b-instruct", Catalogue("qwen2.5-coder-0.5b-instruct"), ""},
         Target{"gemma-3-270m", Catalogue("gemma-3-270m"), "--draft-vocab 32000"}),
     [](const ::testing::TestParamInfo<Target>& info) {
