@@ -221,6 +221,8 @@ def main():
     random.Random(args.seed).shuffle(ids)
     n_val = max(1, int(len(ids) * args.val_fraction))
     val_ids, train_ids = ids[:n_val], ids[n_val:]
+    if not any(data.index[i]["n_tokens"] > data.index[i]["prompt_tokens"] for i in train_ids):
+        sys.exit("train_draft_model.py: no training sequence has generated tokens")
     model = DraftModel(meta, args.layers)
     init_from_target(model, target_path, source)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
