@@ -67,7 +67,10 @@ std::vector<std::string> ResolveTarget(const std::string& target) {
 }
 
 // Stubs per address, and the count of probes in flight (the round waits for
-// them so none outlives the registry or the stubs).
+// them so none outlives the registry or the stubs). A callback drops its
+// call's ClientContext before it lowers the count: a context released by the
+// gRPC thread after the round (and then the test or process) had ended
+// tripped gRPC's ref-count assertion at exit.
 struct StaticWorkers::Prober {
   absl::Mutex mutex;
   int in_flight ABSL_GUARDED_BY(mutex) = 0;
@@ -139,7 +142,10 @@ void StaticWorkers::PushPolicy(dspark::internal::v1::VerifyWorker::Stub* stub,
     ++prober_->in_flight;
   }
   stub->async()->SetPolicy(&push->context, &push->request, &push->response,
-                           [this, push](grpc::Status) { ProbeDone(); });
+                           [this, push](grpc::Status) mutable {
+                             push.reset();  // the context dies before the count drops
+                             ProbeDone();
+                           });
 }
 
 void StaticWorkers::Round() {
@@ -161,24 +167,26 @@ void StaticWorkers::Round() {
           auto* stub = Prober::Stub<v1::VerifyWorker>(prober_->verify_stubs, address);
           stub->async()->GetStatus(
               &probe->context, &probe->request, &probe->response,
-              [this, probe, address, stub](grpc::Status status) {
+              [this, probe, address, stub](grpc::Status status) mutable {
                 if (status.ok()) {
                   registry_->UpdateStatic(WorkerKind::kVerify, address, probe->response.model(),
                                           options_.max_sessions, probe->response.load());
                   PushPolicy(stub, address, probe->response.load().policy().version());
                 }
+                probe.reset();
                 ProbeDone();
               });
         } else {
           Prober::Stub<v1::DraftWorker>(prober_->draft_stubs, address)
               ->async()
               ->GetStatus(&probe->context, &probe->request, &probe->response,
-                          [this, probe, address](grpc::Status status) {
+                          [this, probe, address](grpc::Status status) mutable {
                             if (status.ok()) {
                               registry_->UpdateStatic(
                                   WorkerKind::kDraft, address, probe->response.model(),
                                   options_.max_sessions, probe->response.load());
                             }
+                            probe.reset();
                             ProbeDone();
                           });
         }
