@@ -102,6 +102,12 @@ DASHBOARDS = {
         ("SpecStream round trip", "s", [
             q(pct("dspark_specstream_rtt_seconds", 0.5, "worker"), "{{worker}} p50"),
             q(pct("dspark_specstream_rtt_seconds", 0.99, "worker"), "{{worker}} p99")]),
+        ("Step wait for drafts (what two-batch overlap did not hide)", "s", [
+            q(pct("dspark_step_draft_wait_seconds", 0.5, "worker"), "{{worker}} p50"),
+            q(pct("dspark_step_draft_wait_seconds", 0.99, "worker"), "{{worker}} p99")]),
+        ("Drafts made during the other half's forward / s", "short", [
+            q("sum by (worker) (rate(dspark_overlapped_drafts_total{SEL}[$__rate_interval]))",
+              "{{worker}}")]),
         ("Feature bytes / s", "Bps", [
             q("sum by (worker) (rate(dspark_feature_bytes_sent_total{SEL}[$__rate_interval]))",
               "{{worker}}")]),

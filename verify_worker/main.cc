@@ -66,6 +66,9 @@ ABSL_FLAG(int, replay_tokens, 256,
 ABSL_FLAG(int, draft_layers, 0, "Self-draft layers for draft-model without a path; 0 = default");
 ABSL_FLAG(std::string, scheduler, "confidence", "Step scheduler: confidence | fixed | off");
 ABSL_FLAG(int, verify_len, 7, "Verify length of --scheduler=fixed");
+ABSL_FLAG(bool, two_batch_overlap, true,
+          "remote drafter: decoding sessions alternate in two halves, one drafting on the draft "
+          "worker while the other is verified");
 ABSL_FLAG(std::string, cost_table, "",
           "Cost table cache (default ~/.cache/dspark/cost/<model>-<hash>.json); profiled at "
           "start-up when missing or stale");
@@ -171,7 +174,8 @@ absl::Status Run() {
                  .prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk),
                  .max_running = absl::GetFlag(FLAGS_max_running),
                  .prefix_cache_entries = std::max(0, absl::GetFlag(FLAGS_prefix_cache_entries)),
-                 .max_draft_tokens = scheduler_kind == "fixed" ? verify_len : 0}};
+                 .max_draft_tokens = scheduler_kind == "fixed" ? verify_len : 0,
+                 .two_batch_overlap = absl::GetFlag(FLAGS_two_batch_overlap)}};
   VerifyServiceOptions options{.model = absl::GetFlag(FLAGS_model)};
   if (routing != nullptr) {
     // On the step loop, right after Add: the session drafts where the router said.

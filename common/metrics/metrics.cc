@@ -113,6 +113,11 @@ VerifyMetrics::VerifyMetrics(prometheus::Registry& r, const MetricLabels& l)
                                "Draft request round trip to the draft worker.", LatencyBuckets())),
       feature_bytes_sent(Counter(r, l, "dspark_feature_bytes_sent_total",
                                  "Context feature bytes sent to draft workers.")),
+      draft_wait(Histogram(r, l, "dspark_step_draft_wait_seconds",
+                           "Time a step waited for drafts (what overlap did not hide).",
+                           LatencyBuckets())),
+      overlapped_drafts(Counter(r, l, "dspark_overlapped_drafts_total",
+                                "Draft blocks drafted while the other half verified.")),
       draft_reattached(Counter(r, l, "dspark_draft_reattached_sessions_total",
                                "Sessions moved to another draft worker by the router.")) {}
 

@@ -76,6 +76,8 @@ struct VerifyMetrics {
   prometheus::Gauge* policy_version;          // dspark_policy_version
   prometheus::Histogram* specstream_rtt;      // dspark_specstream_rtt_seconds (Draft round trip)
   prometheus::Counter* feature_bytes_sent;    // dspark_feature_bytes_sent_total
+  prometheus::Histogram* draft_wait;          // dspark_step_draft_wait_seconds
+  prometheus::Counter* overlapped_drafts;     // dspark_overlapped_drafts_total
   // Sessions rebuilt on another draft worker (ReassignDrafts).
   prometheus::Counter* draft_reattached;      // dspark_draft_reattached_sessions_total
 };

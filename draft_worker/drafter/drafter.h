@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/engine/sampling/sampler.h"
 
@@ -81,6 +82,20 @@ class Drafter {
   // max_tokens out of range) is an error and changes nothing.
   virtual absl::Status Draft(absl::Span<const DraftRequest> requests,
                              std::vector<DraftBlock>* blocks) = 0;
+  // True for a drafter that drafts elsewhere (on a draft worker): it answers
+  // StartDraft / FinishDraft, so the caller can run the target meanwhile.
+  virtual bool drafts_elsewhere() const { return false; }
+  // Draft in two halves: StartDraft checks and sends the requests and returns
+  // at once with a ticket; FinishDraft waits for that ticket's blocks, as
+  // Draft returns them. Until then the caller must not Extend or Fork the
+  // pending sessions (Close is allowed: their blocks then mean nothing).
+  // Drafters that draft in the calling thread answer Unimplemented.
+  virtual absl::StatusOr<uint64_t> StartDraft(absl::Span<const DraftRequest> requests) {
+    return absl::UnimplementedError(name() + " drafter drafts in the calling thread");
+  }
+  virtual absl::Status FinishDraft(uint64_t ticket, std::vector<DraftBlock>* blocks) {
+    return absl::UnimplementedError(name() + " drafter drafts in the calling thread");
+  }
   // Prefix sharing: makes `child` (a new id) a session whose context is the
   // first `prefix_len` context tokens of `parent`. Drafters that cannot share
   // state answer Unimplemented and the caller prefills the child instead.

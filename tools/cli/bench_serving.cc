@@ -1,6 +1,6 @@
 // dspark bench serving [--model M] [--prompts SET|FILE.jsonl] [--num-prompts P]
 //   [--max-tokens N] [--concurrency 1,16 | --sweep] [--rate R] [--seed S]
-//   [--modes inprocess,router,direct] [--drafter KIND] [--json FILE]
+//   [--modes inprocess,router,direct,router-serial] [--drafter KIND] [--json FILE]
 //   [--draft-args "--flag=v ..."] [--verify-args "..."] [--router-overhead PAIRS]
 // A load generator for the serving path, every mode in one run:
 //   inprocess  a SpecEngine in this process (the model's committed drafter,
@@ -8,7 +8,10 @@
 //   router     a local cluster (router + 1 verify + 1 draft worker, separate
 //              processes over gRPC), requests through dspark.v1 GenerateStream;
 //   direct     the same cluster's verify worker called directly (internal
-//              VerifyWorker.Generate), which isolates what the router adds.
+//              VerifyWorker.Generate), which isolates what the router adds;
+//   router-serial  as router, on a second cluster whose verify worker runs
+//              without two-batch overlap (--two_batch_overlap=false): what
+//              drafting during the other half's forward buys.
 // Closed loop at each --concurrency (that many requests always in flight),
 // or open loop with Poisson arrivals at --rate requests/s. Prompts: a held-out
 // set name (chat-templated) or a JSONL file of {"prompt": "..."} user
@@ -553,22 +556,29 @@ absl::Status Run(const Args& args) {
     load.prompts.push_back(std::move(ids));
   }
 
-  std::unique_ptr<deploy::LocalCluster> cluster;
-  const bool need_cluster = std::count(modes.begin(), modes.end(), "router") +
-                                    std::count(modes.begin(), modes.end(), "direct") >
-                                0 ||
-                            overhead_pairs > 0;
-  if (need_cluster) {
-    deploy::LocalClusterOptions options{.bin_dir = BinDir(), .model = model_arg};
-    if (args.Has("drafter")) options.draft_flags.push_back("--drafter=" + args.Get("drafter"));
-    for (absl::string_view a : absl::StrSplit(args.Get("draft-args"), ' ', absl::SkipEmpty())) {
-      options.draft_flags.emplace_back(a);
-    }
-    for (absl::string_view a : absl::StrSplit(args.Get("verify-args"), ' ', absl::SkipEmpty())) {
-      options.verify_flags.emplace_back(a);
-    }
+  const auto uses = [&modes](const char* mode) {
+    return std::find(modes.begin(), modes.end(), mode) != modes.end();
+  };
+  deploy::LocalClusterOptions cluster_options{.bin_dir = BinDir(), .model = model_arg};
+  if (args.Has("drafter")) {
+    cluster_options.draft_flags.push_back("--drafter=" + args.Get("drafter"));
+  }
+  for (absl::string_view a : absl::StrSplit(args.Get("draft-args"), ' ', absl::SkipEmpty())) {
+    cluster_options.draft_flags.emplace_back(a);
+  }
+  for (absl::string_view a : absl::StrSplit(args.Get("verify-args"), ' ', absl::SkipEmpty())) {
+    cluster_options.verify_flags.emplace_back(a);
+  }
+  std::unique_ptr<deploy::LocalCluster> cluster, serial_cluster;
+  if (uses("router") || uses("direct") || overhead_pairs > 0) {
     std::fprintf(stderr, "[bench serving] starting a local cluster...\n");
-    DSPARK_ASSIGN_OR_RETURN(cluster, deploy::LocalCluster::Start(options));
+    DSPARK_ASSIGN_OR_RETURN(cluster, deploy::LocalCluster::Start(cluster_options));
+  }
+  if (uses("router-serial")) {
+    deploy::LocalClusterOptions serial = cluster_options;
+    serial.verify_flags.push_back("--two_batch_overlap=false");
+    std::fprintf(stderr, "[bench serving] starting a cluster without two-batch overlap...\n");
+    DSPARK_ASSIGN_OR_RETURN(serial_cluster, deploy::LocalCluster::Start(serial));
   }
   std::string drafter_kind;
   DSPARK_ASSIGN_OR_RETURN(auto drafter, MakeDrafterFromArgs(args, args.Get("drafter", "auto"),
@@ -602,9 +612,10 @@ absl::Status Run(const Args& args) {
           request.stop_ids = l.stop_ids;
           return engine->Run(std::move(request));
         };
-      } else if (mode == "router") {
+      } else if (mode == "router" || mode == "router-serial") {
+        const deploy::LocalCluster& c = mode == "router" ? *cluster : *serial_cluster;
         std::shared_ptr<v1::Generation::Stub> stub =
-            v1::Generation::NewStub(rpc::MakeChannel(cluster->router().grpc));
+            v1::Generation::NewStub(rpc::MakeChannel(c.router().grpc));
         one = [stub](const Load& l, int i) { return ViaRouter(stub.get(), l, i); };
       } else if (mode == "direct") {
         const auto* verify = cluster->processes(deploy::LocalCluster::Role::kVerify)[0];
@@ -647,6 +658,7 @@ absl::Status Run(const Args& args) {
     all.push_back(std::move(j));
   }
   if (cluster) cluster->Stop(absl::Seconds(30));
+  if (serial_cluster) serial_cluster->Stop(absl::Seconds(30));
   if (args.Has("json")) {
     std::ofstream(args.Get("json")) << all.dump(2) << "\n";
   }

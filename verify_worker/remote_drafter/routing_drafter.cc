@@ -206,8 +206,7 @@ absl::Status RoutingDrafter::Extend(drafter::SessionId session, absl::Span<const
   Remember(it->second.tail, tokens, features);
   Worker* worker = Attached(session, it->second);
   if (worker == nullptr) return absl::OkStatus();
-  const absl::Span<const float> sent =
-      worker->send_features ? features : absl::Span<const float>();
+  const absl::Span<const float> sent = worker->send_features ? features : absl::Span<const float>();
   absl::Status st = worker->remote->Extend(session, tokens, sent);
   if (metrics::VerifyMetrics* m = metrics_.load(); m != nullptr && st.ok() && !sent.empty()) {
     m->feature_bytes_sent->Increment(static_cast<double>(sent.size() * sizeof(float)));
@@ -218,44 +217,57 @@ absl::Status RoutingDrafter::Extend(drafter::SessionId session, absl::Span<const
 
 absl::Status RoutingDrafter::Draft(absl::Span<const drafter::DraftRequest> requests,
                                    std::vector<drafter::DraftBlock>* blocks) {
+  DSPARK_ASSIGN_OR_RETURN(uint64_t ticket, StartDraft(requests));
+  return FinishDraft(ticket, blocks);
+}
+
+absl::StatusOr<uint64_t> RoutingDrafter::StartDraft(
+    absl::Span<const drafter::DraftRequest> requests) {
   DSPARK_RETURN_IF_ERROR(
       drafter::CheckDraftRequests(requests, options_.max_block, /*vocab=*/0,
                                   [this](drafter::SessionId s) { return routes_.contains(s); }));
-  blocks->assign(requests.size(), {});
-  struct Batch {
-    Worker* worker = nullptr;
-    std::vector<drafter::DraftRequest> requests;
-    std::vector<size_t> index;  // into `requests` of the call
-    absl::StatusOr<uint64_t> ticket = absl::UnknownError("not sent");
-  };
-  std::vector<Batch> batches;
+  Pending pending{.requests = requests.size(), .sent = absl::Now()};
   absl::flat_hash_map<Worker*, size_t> batch_of;
   for (size_t i = 0; i < requests.size(); ++i) {
-    Worker* worker = Attached(requests[i].session, routes_[requests[i].session]);
+    Route& route = routes_[requests[i].session];
+    Worker* worker = Attached(requests[i].session, route);
     if (worker == nullptr) continue;
-    auto [it, added] = batch_of.try_emplace(worker, batches.size());
-    if (added) batches.push_back({.worker = worker});
-    Batch& batch = batches[it->second];
+    auto [it, added] = batch_of.try_emplace(worker, pending.batches.size());
+    if (added) pending.batches.push_back({.worker = route.worker});
+    Batch& batch = pending.batches[it->second];
     drafter::DraftRequest r = requests[i];
     r.max_tokens = std::min(r.max_tokens, worker->remote->max_block());
     batch.requests.push_back(r);
     batch.index.push_back(i);
   }
-  // Every worker drafts at once; the replies are then collected in turn,
-  // each within the timeout counted from its send.
-  const absl::Time sent = absl::Now();
-  for (Batch& batch : batches) batch.ticket = batch.worker->remote->SendDraft(batch.requests);
+  // Every worker drafts at once.
+  for (Batch& batch : pending.batches) {
+    batch.ticket = batch.worker->remote->SendDraft(batch.requests);
+  }
+  const uint64_t ticket = next_ticket_++;
+  pending_.emplace(ticket, std::move(pending));
+  return ticket;
+}
+
+absl::Status RoutingDrafter::FinishDraft(uint64_t ticket,
+                                         std::vector<drafter::DraftBlock>* blocks) {
+  auto node = pending_.extract(ticket);
+  if (node.empty())
+    return absl::InvalidArgumentError(absl::StrCat("unknown draft ticket ", ticket));
+  Pending& pending = node.mapped();
+  blocks->assign(pending.requests, {});
+  // The replies are collected in turn, each within the timeout counted from its send.
   metrics::VerifyMetrics* m = metrics_.load();
-  for (Batch& batch : batches) {
+  for (Batch& batch : pending.batches) {
     absl::Status st = batch.ticket.status();
     std::vector<drafter::DraftBlock> drafted;
     if (st.ok()) st = batch.worker->remote->AwaitDraft(*batch.ticket, &drafted);
     if (st.ok() && m != nullptr) {
-      m->specstream_rtt->Observe(absl::ToDoubleSeconds(absl::Now() - sent));
+      m->specstream_rtt->Observe(absl::ToDoubleSeconds(absl::Now() - pending.sent));
     }
     if (!st.ok()) {
       // A broken worker detaches its sessions at their next use (Alive logs
-      // it); a refused batch only costs this step's drafts.
+      // it); a refused batch only costs these drafts.
       if (Alive(*batch.worker)) {
         DSPARK_LOG(WARNING) << "draft worker " << batch.worker->address
                             << " refused a batch; this step goes on without: " << st;

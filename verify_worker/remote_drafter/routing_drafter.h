@@ -115,6 +115,12 @@ class RoutingDrafter final : public drafter::Drafter {
   // Blocks until every worker answered or timed out (one timeout in all).
   absl::Status Draft(absl::Span<const drafter::DraftRequest> requests,
                      std::vector<drafter::DraftBlock>* blocks) override;
+  // Draft in two halves (drafter.h); each worker's reply is awaited within
+  // the timeout counted from StartDraft. A pending ticket keeps its workers'
+  // streams alive across a Reassign.
+  bool drafts_elsewhere() const override { return true; }
+  absl::StatusOr<uint64_t> StartDraft(absl::Span<const drafter::DraftRequest> requests) override;
+  absl::Status FinishDraft(uint64_t ticket, std::vector<drafter::DraftBlock>* blocks) override;
   // On the parent's worker; Unimplemented when the child is assigned to
   // another worker or the parent is detached (the engine then opens it).
   absl::Status Fork(drafter::SessionId child, drafter::SessionId parent,
@@ -147,6 +153,19 @@ class RoutingDrafter final : public drafter::Drafter {
     Tail tail;
   };
 
+  // One worker's share of a StartDraft.
+  struct Batch {
+    std::shared_ptr<Worker> worker;
+    std::vector<drafter::DraftRequest> requests;
+    std::vector<size_t> index;  // into the StartDraft requests
+    absl::StatusOr<uint64_t> ticket = absl::UnknownError("not sent");
+  };
+  struct Pending {
+    size_t requests = 0;
+    absl::Time sent;
+    std::vector<Batch> batches;
+  };
+
   // The worker for a new session on `address`, connecting (blocking up to
   // the timeout) when there is no live one; null when none can be had.
   std::shared_ptr<Worker> WorkerFor(const std::string& address);
@@ -164,6 +183,8 @@ class RoutingDrafter final : public drafter::Drafter {
   absl::flat_hash_map<drafter::SessionId, std::string> assigned_;
   absl::flat_hash_map<drafter::SessionId, Route> routes_;  // open sessions
   absl::flat_hash_map<std::string, std::shared_ptr<Worker>> workers_;
+  absl::flat_hash_map<uint64_t, Pending> pending_;  // StartDraft tickets not yet finished
+  uint64_t next_ticket_ = 1;
   std::atomic<metrics::VerifyMetrics*> metrics_{nullptr};
 };
 

@@ -141,6 +141,7 @@ void StepLoop::Run() {
     }
     if (engine_->HasWork()) {
       const int64_t tokens_before = engine_->batch_tokens();
+      const int64_t overlapped_before = engine_->overlapped_drafts();
       const absl::Time t0 = absl::Now();
       absl::Status st = engine_->Step(&events);
       // The sessions hit by a broken forward got kError events; the others
@@ -155,6 +156,11 @@ void StepLoop::Run() {
           verified += len;
         }
         if (fed > 0) options_.metrics->verify_tokens->Observe(verified);
+        if (engine_->last_draft_wait() > 0) {
+          options_.metrics->draft_wait->Observe(engine_->last_draft_wait());
+        }
+        options_.metrics->overlapped_drafts->Increment(
+            static_cast<double>(engine_->overlapped_drafts() - overlapped_before));
       }
       Deliver(events);
     }

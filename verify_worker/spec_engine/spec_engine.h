@@ -6,6 +6,15 @@
 // accepts losslessly. Not thread-safe: one thread (the step loop) calls
 // everything.
 //
+// Two-batch overlap (with a drafter that drafts elsewhere, a draft worker):
+// the decoding sequences alternate in two halves. A step sends the drafts
+// of the half it does not verify (verified last step, or new) and collects
+// those sent the step before, so each half drafts while the other one's
+// forward runs. The halves are not fixed: they are "in flight" and "not",
+// evened out each step by drafting a few at once. A block is the same block
+// either way (it depends on the sequence's committed state only, which does
+// not change while its draft is in flight), so outputs do not change.
+//
 //   SpecEngine engine(&model, &cache, drafter.get(), scheduler.get(), &tok, {});
 //   DSPARK_ASSIGN_OR_RETURN(RequestId id, engine.Add(std::move(request)));
 //   std::vector<SpecEvent> events;
@@ -16,6 +25,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,7 +38,9 @@
 
 namespace dspark::drafter {
 class Drafter;
-}
+struct DraftBlock;
+struct DraftRequest;
+}  // namespace dspark::drafter
 namespace dspark::tokenizer {
 class Tokenizer;
 }
@@ -54,6 +66,10 @@ struct SpecEngineOptions {
   // Most tokens asked of the drafter per block; 0 = its block size. A fixed
   // verify length sets it too, so no drafting is wasted. Default 0.
   int max_draft_tokens = 0;
+  // Two-batch overlap, with a drafter that drafts elsewhere (a draft
+  // worker): the decoding sequences alternate in two halves, and while one
+  // half is verified the other's drafts are drafted. Default true.
+  bool two_batch_overlap = true;
 };
 
 class SpecEngine {
@@ -102,6 +118,10 @@ class SpecEngine {
   // The verify length the last Step chose for each sequence that had a
   // drafted block (metrics: what the step scheduler decides).
   const std::vector<int>& last_verify_lengths() const { return last_verify_lengths_; }
+  // Drafted blocks that were drafted while a forward ran (two-batch overlap).
+  int64_t overlapped_drafts() const { return overlapped_drafts_; }
+  // Seconds the last Step waited for drafts (0: it drafted nothing).
+  double last_draft_wait() const { return last_draft_wait_; }
   // KV blocks kept by finished requests for prefix reuse: reclaimable, the
   // first thing Admit evicts when blocks run short. An upper bound: cached
   // prefixes forked from one another share blocks that count once each.
@@ -115,6 +135,12 @@ class SpecEngine {
 
  private:
   struct CachedPrefix;
+  // The drafts started during the last forward, not yet collected.
+  struct InFlight {
+    uint64_t ticket = 0;
+    std::vector<RequestId> ids;   // in request order
+    std::vector<int> max_tokens;  // each request's
+  };
 
   void Admit();
   void Share(Sequence& s);
@@ -128,6 +154,15 @@ class SpecEngine {
   void ExtendDrafter(Sequence& s, absl::Span<const int32_t> tokens, const float* features);
   // Most drafted tokens the sequence may verify this step.
   int DraftCap(const Sequence& s) const;
+  // The sequence's next draft request; none when it may not draft now.
+  std::optional<drafter::DraftRequest> NextDraftRequest(Sequence& s);
+  // The decoding sequences this step verifies (`now`) and, under two-batch
+  // overlap, those that draft meanwhile (`later`).
+  void SplitForOverlap(std::vector<Sequence*>* now, std::vector<Sequence*>* later);
+  // Blocks for `now` (collected from the last step's in-flight drafts or
+  // drafted here) with each request's max_tokens; starts `later`'s drafts.
+  void DraftFor(const std::vector<Sequence*>& now, const std::vector<Sequence*>& later,
+                std::vector<drafter::DraftBlock>* blocks, std::vector<int>* asked);
   // Verify lengths for the decoding sequences from the confidences of their
   // offered positions, given `base_tokens` other tokens in the forward and at
   // most `budget` drafted tokens in all.
@@ -145,6 +180,9 @@ class SpecEngine {
   int64_t steps_ = 0;
   int64_t batch_tokens_ = 0;
   std::vector<int> last_verify_lengths_;
+  InFlight in_flight_;
+  int64_t overlapped_drafts_ = 0;
+  double last_draft_wait_ = 0;
   scheduler::SchedulerPolicy policy_;
   int64_t committed_blocks_ = 0;  // worst-case KV blocks of running requests
   std::deque<std::unique_ptr<Sequence>> waiting_;

@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
+#include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "common/base/logging.h"
 #include "verify_worker/scheduler/step_scheduler.h"
 #include "verify_worker/spec_engine/sequence.h"
@@ -61,6 +65,120 @@ int SpecEngine::DraftCap(const Sequence& s) const {
   return std::max(0, cap);
 }
 
+std::optional<drafter::DraftRequest> SpecEngine::NextDraftRequest(Sequence& s) {
+  const int cap = DraftCap(s);
+  if (cap == 0) return std::nullopt;
+  if (s.skip_drafts > 0) {  // backing off an expensive drafter nobody verifies
+    --s.skip_drafts;
+    return std::nullopt;
+  }
+  drafter::DraftRequest r{.session = s.id,
+                          .last_token = s.generated.back(),
+                          .max_tokens = cap,
+                          .sampling = s.req.sampling,
+                          .draw_counter = s.draft_counter};
+  s.draft_counter += SpecCounters::kMaxPositions;
+  return r;
+}
+
+void SpecEngine::SplitForOverlap(std::vector<Sequence*>* now, std::vector<Sequence*>* later) {
+  for (auto& s : running_) {
+    if (s->has_last) now->push_back(s.get());
+  }
+  const bool overlap = options_.two_batch_overlap && drafter_ != nullptr &&
+                       drafter_->drafts_elsewhere() && policy_.speculate && now->size() >= 2;
+  if (!overlap) return;
+  // The sequences whose drafts are in flight go now; the others (verified
+  // last step, or new) draft during this forward and go next step.
+  const absl::flat_hash_set<RequestId> in_flight(in_flight_.ids.begin(), in_flight_.ids.end());
+  std::vector<Sequence*> all = std::move(*now);
+  now->clear();
+  for (Sequence* s : all) (in_flight.contains(s->id) ? now : later)->push_back(s);
+  // The halves alternate, so the smaller one bounds how much drafting a
+  // forward hides: move sequences over (they draft before this forward).
+  while (later->size() > now->size() + 1) {
+    now->push_back(later->back());
+    later->pop_back();
+  }
+}
+
+void SpecEngine::DraftFor(const std::vector<Sequence*>& now, const std::vector<Sequence*>& later,
+                          std::vector<drafter::DraftBlock>* blocks, std::vector<int>* asked) {
+  if (drafter_ == nullptr) return;
+  absl::flat_hash_map<RequestId, size_t> index_of;
+  for (size_t i = 0; i < now.size(); ++i) index_of[now[i]->id] = i;
+  InFlight previous = std::exchange(in_flight_, {});
+  const absl::flat_hash_set<RequestId> drafted_before(previous.ids.begin(), previous.ids.end());
+  std::vector<drafter::DraftRequest> now_requests;
+  for (Sequence* s : now) {
+    if (drafted_before.contains(s->id)) continue;
+    if (auto r = NextDraftRequest(*s)) now_requests.push_back(*r);
+  }
+  std::vector<drafter::DraftRequest> later_requests;
+  for (Sequence* s : later) {
+    if (auto r = NextDraftRequest(*s)) later_requests.push_back(*r);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  // What this step waits for goes first: the drafter answers in order.
+  absl::StatusOr<uint64_t> now_ticket = absl::UnimplementedError("drafted in this thread");
+  if (drafter_->drafts_elsewhere() && !now_requests.empty()) {
+    now_ticket = drafter_->StartDraft(now_requests);
+  }
+  if (!later_requests.empty()) {
+    absl::StatusOr<uint64_t> ticket = drafter_->StartDraft(later_requests);
+    if (ticket.ok()) {
+      in_flight_.ticket = *ticket;
+      for (const drafter::DraftRequest& r : later_requests) {
+        in_flight_.ids.push_back(r.session);
+        in_flight_.max_tokens.push_back(r.max_tokens);
+      }
+    } else {
+      DSPARK_LOG(WARNING) << "drafting ahead failed, the next step drafts instead: "
+                          << ticket.status();
+    }
+  }
+  // True when the block's sequence is still there (not cancelled meanwhile).
+  const auto place = [&](drafter::DraftBlock& block, RequestId id, int max_tokens) {
+    auto it = index_of.find(id);
+    if (it == index_of.end()) return false;
+    (*blocks)[it->second] = std::move(block);
+    (*asked)[it->second] = max_tokens;
+    return true;
+  };
+  bool waited = false;
+  std::vector<drafter::DraftBlock> drafted;
+  if (!previous.ids.empty()) {
+    waited = true;
+    drafted.clear();
+    absl::Status st = drafter_->FinishDraft(previous.ticket, &drafted);
+    if (st.ok() && drafted.size() == previous.ids.size()) {
+      for (size_t k = 0; k < drafted.size(); ++k) {
+        if (place(drafted[k], previous.ids[k], previous.max_tokens[k])) ++overlapped_drafts_;
+      }
+    } else {
+      DSPARK_LOG(WARNING) << "drafting failed, step goes on without: " << st;
+    }
+  }
+  if (!now_requests.empty()) {
+    waited = true;
+    drafted.clear();
+    absl::Status st = now_ticket.ok()                ? drafter_->FinishDraft(*now_ticket, &drafted)
+                      : drafter_->drafts_elsewhere() ? now_ticket.status()
+                                                     : drafter_->Draft(now_requests, &drafted);
+    if (st.ok() && drafted.size() == now_requests.size()) {
+      for (size_t k = 0; k < drafted.size(); ++k) {
+        place(drafted[k], now_requests[k].session, now_requests[k].max_tokens);
+      }
+    } else {
+      DSPARK_LOG(WARNING) << "drafting failed, step goes on without: " << st;
+    }
+  }
+  // The time this step waited for drafts: under overlap, only what the
+  // previous forward did not hide.
+  last_draft_wait_ = waited ? SecondsSince(t0) : 0.0;
+  if (waited) draft_seconds_ = 0.9 * draft_seconds_ + 0.1 * last_draft_wait_;
+}
+
 absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   ++steps_;
   last_verify_lengths_.clear();
@@ -88,13 +206,17 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   }
   Admit();
 
+  // This step's decoding sequences and, under two-batch overlap, the others,
+  // whose drafts are sent now to be drafted while this step's forward runs.
+  std::vector<Sequence*> decoding, sending;
+  SplitForOverlap(&decoding, &sending);
+  std::vector<drafter::DraftBlock> blocks(decoding.size());
+  std::vector<int> asked(decoding.size(), 0);  // max_tokens of each block's request
+  DraftFor(decoding, sending, &blocks, &asked);
+
   // Plan: one decode token per decoding sequence first (latency), then
   // prefill chunks, then the drafted tokens the step scheduler picks.
   std::vector<Work> work;
-  std::vector<Sequence*> decoding;
-  for (auto& s : running_) {
-    if (s->has_last) decoding.push_back(s.get());
-  }
   int budget = options_.max_batch_tokens - static_cast<int>(decoding.size());
   int prefill_tokens = 0;
   for (auto& s : running_) {
@@ -107,41 +229,13 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     work.push_back({.s = s.get(), .prompt_chunk = chunk});
   }
 
-  std::vector<drafter::DraftRequest> requests;
-  std::vector<size_t> requester;
-  for (size_t i = 0; i < decoding.size(); ++i) {
-    Sequence& s = *decoding[i];
-    const int cap = DraftCap(s);
-    if (cap == 0) continue;
-    if (s.skip_drafts > 0) {  // backing off an expensive drafter nobody verifies
-      --s.skip_drafts;
-      continue;
-    }
-    requests.push_back({.session = s.id,
-                        .last_token = s.generated.back(),
-                        .max_tokens = cap,
-                        .sampling = s.req.sampling,
-                        .draw_counter = s.draft_counter});
-    s.draft_counter += SpecCounters::kMaxPositions;
-    requester.push_back(i);
-  }
-  std::vector<drafter::DraftBlock> drafted;
-  if (!requests.empty()) {
-    const auto t0 = std::chrono::steady_clock::now();
-    absl::Status st = drafter_->Draft(requests, &drafted);
-    draft_seconds_ = 0.9 * draft_seconds_ + 0.1 * SecondsSince(t0);
-    if (!st.ok() || drafted.size() != requests.size()) {
-      DSPARK_LOG(WARNING) << "drafting failed, step goes on without: " << st;
-      drafted.clear();
-    }
-  }
-  std::vector<drafter::DraftBlock> blocks(decoding.size());
   std::vector<std::vector<float>> offered(decoding.size());
-  for (size_t j = 0; j < drafted.size(); ++j) {
-    const size_t i = requester[j];
-    drafter::DraftBlock& b = drafted[j];
+  for (size_t i = 0; i < decoding.size(); ++i) {
+    drafter::DraftBlock& b = blocks[i];
+    if (b.tokens.empty()) continue;
+    // A block drafted before a policy change still obeys the current limits.
     size_t n = std::min({b.tokens.size(), b.q.size(), b.confidence.size(),
-                         static_cast<size_t>(requests[j].max_tokens)});
+                         static_cast<size_t>(std::min(asked[i], DraftCap(*decoding[i])))});
     // A drafter is untrusted input: a block ends at its first id outside the
     // vocabulary instead of failing the forward for every request in the step.
     const int32_t vocab = target_->config().vocab_size;
@@ -167,7 +261,6 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     }
     offered[i].resize(k);
     decoding[i]->counters.drafted_tokens += static_cast<int64_t>(n);
-    blocks[i] = std::move(b);
   }
   const int verify_budget =
       policy_.max_verify_tokens > 0

@@ -49,19 +49,22 @@ std::unique_ptr<drafter::Drafter> MakeKind(const std::string& kind, engine::Mode
 struct EngineRun {
   std::vector<std::vector<int32_t>> tokens;
   std::vector<SpecCounters> counters;
+  int64_t overlapped_drafts = 0;
 };
 
 // Runs the four prompts at once with `drafter`; `assign` is called after
 // each Add (the verify worker's placement).
 EngineRun RunEngine(SharedModel& m, drafter::Drafter* drafter, const std::string& scheduler,
-                    const std::function<void(RequestId)>& assign) {
+                    const std::function<void(RequestId)>& assign, bool overlap = true) {
   EngineRun run;
   auto sched = scheduler::MakeStepScheduler(
       {.kind = scheduler, .cost_table = SyntheticCostTable(), .fixed_length = 4});
   EXPECT_TRUE(sched.ok()) << sched.status();
   if (!sched.ok()) return run;
   auto cache = m.model->NewKvCache({.max_tokens = 8192});
-  SpecEngine engine(m.model.get(), cache.get(), drafter, sched->get(), nullptr, kEngineOptions);
+  SpecEngineOptions options = kEngineOptions;
+  options.two_batch_overlap = overlap;
+  SpecEngine engine(m.model.get(), cache.get(), drafter, sched->get(), nullptr, options);
   std::vector<RequestId> ids;
   for (int i = 0; i < 4; ++i) {
     const int begin = (i * 131) % (static_cast<int>(m.corpus.size()) - kLengths[i]);
@@ -83,6 +86,7 @@ EngineRun RunEngine(SharedModel& m, drafter::Drafter* drafter, const std::string
     run.tokens.push_back(out[id].tokens);
     run.counters.push_back(out[id].counters);
   }
+  run.overlapped_drafts = engine.overlapped_drafts();
   return run;
 }
 
@@ -125,28 +129,39 @@ TEST_P(RoutingEngineTest, RemoteDraftingIsLosslessAndDraftsTheSameBlocks) {
   const EngineRun in_process = RunEngine(*m, local.get(), "fixed", nullptr);
 
   for (const std::string scheduler : {"fixed", "confidence"}) {
-    SCOPED_TRACE(scheduler);
-    RoutingDrafter routing({.target_model = draft_service::TargetIdentity(*m->model),
-                            .context_layers = layers,
-                            .max_block = 7});
-    const EngineRun remote = RunEngine(*m, &routing, scheduler,
-                                       [&](RequestId id) { routing.Assign(id, worker.address()); });
-    ASSERT_EQ(remote.tokens.size(), refs.size());
-    int64_t accepted = 0;
-    for (size_t i = 0; i < refs.size(); ++i) {
-      EXPECT_EQ(remote.tokens[i], refs[i]) << "request " << i;
-      accepted += remote.counters[i].accepted_tokens;
-      if (scheduler != "fixed") continue;
-      EXPECT_EQ(remote.counters[i].drafted_tokens, in_process.counters[i].drafted_tokens) << i;
-      EXPECT_EQ(remote.counters[i].verified_tokens, in_process.counters[i].verified_tokens) << i;
-      EXPECT_EQ(remote.counters[i].accepted_tokens, in_process.counters[i].accepted_tokens) << i;
+    for (const bool overlap : {true, false}) {
+      SCOPED_TRACE(scheduler + (overlap ? " with two-batch overlap" : " without overlap"));
+      RoutingDrafter routing({.target_model = draft_service::TargetIdentity(*m->model),
+                              .context_layers = layers,
+                              .max_block = 7});
+      const EngineRun remote = RunEngine(
+          *m, &routing, scheduler, [&](RequestId id) { routing.Assign(id, worker.address()); },
+          overlap);
+      ASSERT_EQ(remote.tokens.size(), refs.size());
+      int64_t accepted = 0;
+      for (size_t i = 0; i < refs.size(); ++i) {
+        EXPECT_EQ(remote.tokens[i], refs[i]) << "request " << i;
+        accepted += remote.counters[i].accepted_tokens;
+        if (scheduler != "fixed") continue;
+        // The same blocks, whether drafted during the other half's forward or not.
+        EXPECT_EQ(remote.counters[i].drafted_tokens, in_process.counters[i].drafted_tokens) << i;
+        EXPECT_EQ(remote.counters[i].verified_tokens, in_process.counters[i].verified_tokens) << i;
+        EXPECT_EQ(remote.counters[i].accepted_tokens, in_process.counters[i].accepted_tokens) << i;
+      }
+      // Under the confidence scheduler, verifying nothing can be the right
+      // call on a busy machine; fixed lengths always verify.
+      if (scheduler == "fixed") {
+        EXPECT_GT(accepted, 0) << "no remote draft was accepted: the test tested nothing";
+        // Four sequences decode at once: the halves alternate.
+        if (overlap) {
+          EXPECT_GT(remote.overlapped_drafts, 0);
+        }
+      }
+      if (!overlap) {
+        EXPECT_EQ(remote.overlapped_drafts, 0);
+      }
+      EXPECT_EQ(routing.detached_sessions(), 0);
     }
-    // Under the confidence scheduler, verifying nothing can be the right
-    // call on a busy machine; fixed lengths always verify.
-    if (scheduler == "fixed") {
-      EXPECT_GT(accepted, 0) << "no remote draft was accepted: the test tested nothing";
-    }
-    EXPECT_EQ(routing.detached_sessions(), 0);
   }
   EXPECT_TRUE(worker.service().AwaitStats(
       [](const draft_service::DraftingStats& s) { return s.open_sessions == 0; },
