@@ -188,8 +188,9 @@ def init_from_target(model, target_path, layer, meta):
     slice. The target is a GGUF file or a Hugging Face directory (its layer
     read in GGUF naming, HfCheckpoint.layer_weights). q_norm/k_norm are
     copied when the target has them (Qwen3, Gemma 3) and otherwise stay 1.
-    A target whose layer lacks a Llama-family tensor or does not fit the
-    drafter's shapes leaves the whole random init in place."""
+    A narrower drafter FFN keeps the target's strongest channels. A target
+    whose layer lacks a Llama-family tensor or does not fit the drafter's
+    shapes leaves the whole random init in place."""
     path = pathlib.Path(target_path)
     w = (HfCheckpoint(path).layer_weights(layer) if path.is_dir()
          else gguf_layer_weights(path, layer, meta))
@@ -198,6 +199,17 @@ def init_from_target(model, target_path, layer, meta):
     if any(n not in w for n in need):
         print(f"[train] target layer {layer} not found; random init", file=sys.stderr)
         return
+    # A narrower FFN (--intermediate) keeps the target's strongest channels:
+    # those with the largest |gate_i| * |up_i| * |down_:,i| (structured pruning).
+    inter = model.config.intermediate_size
+    if inter < w["ffn_gate"].shape[0]:
+        score = (w["ffn_gate"].norm(dim=1) * w["ffn_up"].norm(dim=1) *
+                 w["ffn_down"].norm(dim=0))
+        keep = torch.sort(torch.topk(score, inter).indices).values
+        w["ffn_gate"], w["ffn_up"] = w["ffn_gate"][keep], w["ffn_up"][keep]
+        w["ffn_down"] = w["ffn_down"][:, keep]
+        print(f"[train] FFN {score.numel()} -> {inter} channels (the target's strongest)",
+              file=sys.stderr)
     pairs = []  # (drafter parameter, target tensor)
     for L in model.layers:
         a = L.self_attn

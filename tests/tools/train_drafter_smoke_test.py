@@ -70,9 +70,13 @@ def main():
         assert (data / "tokens.bin").stat().st_size == 4 * n_tokens
         assert (data / "features.bin").stat().st_size == 2 * row * n_features
 
-        run([py, ROOT / "tools/train_drafter.py", "--target", gguf, "--data", data, "--out", out,
-             "--work-dir", tmp / "work", "--steps", 3, "--seqs-per-step", 2, "--anchors", 2,
-             "--draft-vocab", 512, "--threads", 1, "--log-every", 1])
+        # A narrower FFN than the target's starts from its strongest channels.
+        trained = run([py, ROOT / "tools/train_drafter.py", "--target", gguf, "--data", data,
+                       "--out", out, "--work-dir", tmp / "work", "--steps", 3,
+                       "--seqs-per-step", 2, "--anchors", 2, "--draft-vocab", 512,
+                       "--intermediate", 256, "--threads", 1, "--log-every", 1])
+        assert "FFN 1536 -> 256 channels" in trained.stderr, trained.stderr[-2000:]
+        assert "random init" not in trained.stderr, trained.stderr[-2000:]
         summary = json.loads((tmp / "work/summary.json").read_text())
         assert summary["steps"] == 3, summary
         # Resuming a finished run adds nothing and still writes the drafter.
@@ -83,6 +87,7 @@ def main():
         from dspark_drafter.model import DSparkDrafter
         cfg = json.loads((out / "config.json").read_text())
         assert cfg["target_layer_ids"] == [1, 15, 28] and cfg["draft_vocab_size"] == 512, cfg
+        assert cfg["intermediate_size"] == 256, cfg
         DSparkDrafter.from_pretrained(out)
 
         # Lossless in the engine: the same ids with and without the drafter,
