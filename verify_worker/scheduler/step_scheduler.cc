@@ -40,6 +40,7 @@ void FinishPlan(const StepInput& input, const CostTable& table, StepPlan* plan) 
   plan->batch_tokens = std::max<int64_t>(input.base_tokens, 0) +
                        static_cast<int64_t>(input.seqs.size()) + plan->verify_tokens;
   plan->step_seconds = table.Seconds(plan->batch_tokens);
+  plan->plain_seconds = table.Seconds(plan->batch_tokens - plan->verify_tokens);
   plan->tokens_per_second = plan->step_seconds > 0 ? plan->expected_tokens / plan->step_seconds : 0;
 }
 

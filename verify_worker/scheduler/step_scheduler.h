@@ -68,6 +68,7 @@ struct StepPlan {
   int64_t batch_tokens = 0;      // base_tokens + sum_r (1 + l_r)
   double expected_tokens = 0;    // sum_r (1 + E_r(l_r)), E(l) = sum_{i<=l} prod_{j<=i} c_j
   double step_seconds = 0;       // T(batch_tokens); 0 without a cost table
+  double plain_seconds = 0;      // T(base_tokens + seqs.size()): the step verifying nothing
   double tokens_per_second = 0;  // expected_tokens / step_seconds; 0 without a cost table
 };
 

@@ -196,6 +196,12 @@ class SpecEngine {
   // Running average of drafted tokens accepted per drafted sequence-step
   // (optimistic start, so a new drafter gets tried).
   double accepted_per_draft_ = 1.0;
+  int64_t drafts_observed_ = 0;
+  // What verifying drafted tokens adds to a step, as a share of the step
+  // verifying none (from the scheduler's cost table): its last value and
+  // its running average over steps that drafted.
+  double last_verify_share_ = 0;
+  double verify_share_ = 0;
 };
 
 }  // namespace dspark::spec

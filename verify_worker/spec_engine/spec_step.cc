@@ -272,16 +272,22 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   }
   // Under the confidence scheduler, draft about as much as gets verified.
   // Drafting pays while the tokens it adds per sequence-step exceed the
-  // share of a step it costs ((n + A) / (1 + r) > n for n sequences, A
-  // accepted per sequence, r = draft time / step time); when a drafter costs
-  // more than a few percent of a step and its blocks go unverified or do not
-  // pay, it pauses for a doubling number of steps (probing after each
+  // share of a step it costs: n (1 + a) / (1 + r + v) > n for n sequences,
+  // a accepted per sequence, r = draft time / step time and v = the extra
+  // forward time of the verified tokens / step time. (The scheduler
+  // verifies only where it expects a >= v, so without v a drafter whose
+  // blocks only break even would be paid for with r.) When a drafter costs
+  // more than a few percent of a step and its blocks go unverified or do
+  // not pay, it pauses for a doubling number of steps (probing after each
   // pause). All of this depends on drafts, past verdicts and timings, never
   // on this step's verdict.
   const bool adaptive = scheduler_ != nullptr && scheduler_->kind() == "confidence";
   const double draft_share = draft_seconds_ / std::max(forward_seconds_, 1e-9);
   const bool expensive = draft_share > 0.05;
-  const bool pays = accepted_per_draft_ > draft_share;
+  bool drafted_any = false;
+  for (const drafter::DraftBlock& b : blocks) drafted_any = drafted_any || !b.tokens.empty();
+  if (drafted_any) verify_share_ = 0.9 * verify_share_ + 0.1 * last_verify_share_;
+  const bool pays = accepted_per_draft_ > draft_share + verify_share_;
   for (size_t i = 0; i < decoding.size() && adaptive; ++i) {
     Sequence& s = *decoding[i];
     if (offered[i].empty() && blocks[i].tokens.empty()) continue;  // nothing drafted: keep the hint
@@ -383,7 +389,11 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
       const verify::VerifyResult r = verify::Verify(in);
       calibrator_.Observe(w.block.confidence, w.verify, r.accepted);
       if (!w.block.tokens.empty()) {
-        accepted_per_draft_ = 0.98 * accepted_per_draft_ + 0.02 * r.accepted;
+        // The mean of the blocks so far (the optimistic start counting as
+        // one), then a running average over about the last 50.
+        ++drafts_observed_;
+        const double w = std::max(0.02, 1.0 / static_cast<double>(drafts_observed_ + 1));
+        accepted_per_draft_ = (1 - w) * accepted_per_draft_ + w * r.accepted;
       }
       logit_at += w.verify + 1;
       const int keep = 1 + r.accepted;  // the fed last token and the accepted drafts
@@ -428,6 +438,8 @@ std::vector<int> SpecEngine::ChooseLengths(const std::vector<std::vector<float>>
     for (size_t i = 0; i < offered.size(); ++i) {
       lengths[i] = std::clamp(plan.lengths[i], 0, static_cast<int>(offered[i].size()));
     }
+    last_verify_share_ =
+        plan.plain_seconds > 0 ? std::max(0.0, plan.step_seconds / plan.plain_seconds - 1) : 0;
   }
   // The forward's token budget: shorten the longest blocks first.
   int total = 0;

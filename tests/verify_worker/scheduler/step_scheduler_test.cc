@@ -113,6 +113,7 @@ TEST(StepSchedulerTest, OneSequenceOnFlatCostVerifiesTheWholeBlock) {
   for (int i = 0; i < 7; ++i) e += (p *= 0.8f);
   EXPECT_NEAR(plan.expected_tokens, e, 1e-9);
   EXPECT_DOUBLE_EQ(plan.step_seconds, GpuLike(8));
+  EXPECT_DOUBLE_EQ(plan.plain_seconds, GpuLike(1));  // the step verifying nothing
   EXPECT_NEAR(plan.tokens_per_second, e / GpuLike(8), 1e-6);
 }
 
@@ -267,6 +268,7 @@ TEST(StepSchedulerTest, OffKind) {
   EXPECT_EQ(plan.lengths, (std::vector<int>{0, 0}));
   EXPECT_EQ(plan.batch_tokens, 2);
   EXPECT_DOUBLE_EQ(plan.step_seconds, GpuLike(2));
+  EXPECT_DOUBLE_EQ(plan.plain_seconds, plan.step_seconds);
 }
 
 TEST(StepSchedulerTest, FactoryRejectsBadOptions) {
