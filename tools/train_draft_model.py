@@ -122,7 +122,9 @@ def hf_config(meta, n_layers):
         "num_key_value_heads": meta.num_kv_heads, "head_dim": meta.head_dim,
         "vocab_size": meta.vocab_size, "rms_norm_eps": meta.rms_eps,
         "rope_parameters": {"rope_type": "default", "rope_theta": meta.rope_theta},
-        "max_position_embeddings": 8192, "hidden_act": "silu", "tie_word_embeddings": True,
+        # The target's context (the draft model runs beside it); 8192 when unknown.
+        "max_position_embeddings": meta.context_length or 8192,
+        "hidden_act": "silu", "tie_word_embeddings": True,
         "bos_token_id": meta.bos_id, "eos_token_id": meta.eos_id, "torch_dtype": "bfloat16",
     }
 

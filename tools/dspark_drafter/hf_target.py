@@ -206,6 +206,7 @@ def read_hf_meta(ckpt):
         bos_id=special("bos"),
         eos_id=special("eos"),
         pad_id=special("pad"),
+        context_length=int(_value(c, "max_position_embeddings", 0)),
     )
 
 

@@ -61,6 +61,7 @@ class TargetMeta:
     bos_id: int = -1
     eos_id: int = -1
     pad_id: int = -1
+    context_length: int = 0  # trained context; 0 when the file does not say
 
 
 def read_meta(reader, path):
@@ -95,6 +96,7 @@ def read_meta(reader, path):
         bos_id=int(_field(reader, "tokenizer.ggml.bos_token_id", -1)),
         eos_id=int(_field(reader, "tokenizer.ggml.eos_token_id", -1)),
         pad_id=int(_field(reader, "tokenizer.ggml.padding_token_id", -1)),
+        context_length=int(_field(reader, a + "context_length", 0)),
     )
 
 
