@@ -159,9 +159,10 @@ class SpecEngine {
   // The decoding sequences this step verifies (`now`) and, under two-batch
   // overlap, those that draft meanwhile (`later`).
   void SplitForOverlap(std::vector<Sequence*>* now, std::vector<Sequence*>* later);
-  // Blocks for `now` (collected from the last step's in-flight drafts or
-  // drafted here) with each request's max_tokens; starts `later`'s drafts.
-  void DraftFor(const std::vector<Sequence*>& now, const std::vector<Sequence*>& later,
+  // Starts `later`'s drafts (those of `later` that do not draft now join
+  // `now`), and returns blocks for `now` (collected from the last step's
+  // in-flight drafts or drafted here) with each request's max_tokens.
+  void DraftFor(std::vector<Sequence*>* now, const std::vector<Sequence*>& later,
                 std::vector<drafter::DraftBlock>* blocks, std::vector<int>* asked);
   // Verify lengths for the decoding sequences from the confidences of their
   // offered positions, given `base_tokens` other tokens in the forward and at

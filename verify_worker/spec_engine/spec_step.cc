@@ -102,21 +102,29 @@ void SpecEngine::SplitForOverlap(std::vector<Sequence*>* now, std::vector<Sequen
   }
 }
 
-void SpecEngine::DraftFor(const std::vector<Sequence*>& now, const std::vector<Sequence*>& later,
+void SpecEngine::DraftFor(std::vector<Sequence*>* now_seqs, const std::vector<Sequence*>& later,
                           std::vector<drafter::DraftBlock>* blocks, std::vector<int>* asked) {
+  std::vector<Sequence*>& now = *now_seqs;
+  const size_t planned = now.size();  // the ones after these were asked already
+  std::vector<drafter::DraftRequest> later_requests;
+  for (Sequence* s : later) {
+    if (auto r = NextDraftRequest(*s)) {
+      later_requests.push_back(*r);
+    } else {
+      now.push_back(s);  // nothing to wait for: verified now, not starved
+    }
+  }
+  blocks->assign(now.size(), {});
+  asked->assign(now.size(), 0);
   if (drafter_ == nullptr) return;
   absl::flat_hash_map<RequestId, size_t> index_of;
   for (size_t i = 0; i < now.size(); ++i) index_of[now[i]->id] = i;
   InFlight previous = std::exchange(in_flight_, {});
   const absl::flat_hash_set<RequestId> drafted_before(previous.ids.begin(), previous.ids.end());
   std::vector<drafter::DraftRequest> now_requests;
-  for (Sequence* s : now) {
-    if (drafted_before.contains(s->id)) continue;
-    if (auto r = NextDraftRequest(*s)) now_requests.push_back(*r);
-  }
-  std::vector<drafter::DraftRequest> later_requests;
-  for (Sequence* s : later) {
-    if (auto r = NextDraftRequest(*s)) later_requests.push_back(*r);
+  for (size_t i = 0; i < planned; ++i) {
+    if (drafted_before.contains(now[i]->id)) continue;
+    if (auto r = NextDraftRequest(*now[i])) now_requests.push_back(*r);
   }
   const auto t0 = std::chrono::steady_clock::now();
   // What this step waits for goes first: the drafter answers in order.
@@ -210,9 +218,9 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   // whose drafts are sent now to be drafted while this step's forward runs.
   std::vector<Sequence*> decoding, sending;
   SplitForOverlap(&decoding, &sending);
-  std::vector<drafter::DraftBlock> blocks(decoding.size());
-  std::vector<int> asked(decoding.size(), 0);  // max_tokens of each block's request
-  DraftFor(decoding, sending, &blocks, &asked);
+  std::vector<drafter::DraftBlock> blocks;
+  std::vector<int> asked;  // max_tokens of each block's request
+  DraftFor(&decoding, sending, &blocks, &asked);
 
   // Plan: one decode token per decoding sequence first (latency), then
   // prefill chunks, then the drafted tokens the step scheduler picks.

@@ -142,6 +142,13 @@ TEST_P(TwoBatchOverlapTest, HalvesAlternateAndOutputsEqualGenerate) {
   size_t next = 0;
   RequestId cancelled = -1;
   bool cancelled_in_flight = false;
+  // A request that never drafts is never waited for: it decodes at least
+  // every other step (it once starved behind the halves that drafted).
+  const std::vector<int32_t> plain_prompt = Slice(*m, 500, 12);
+  auto plain = engine.Add(
+      {.prompt = plain_prompt, .max_tokens = 30, .speculation = {.enabled = false}});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  int64_t plain_last = -1, plain_gap = 0;
   for (int64_t step = 0; next < arrivals.size() || engine.HasWork(); ++step) {
     ASSERT_LT(step, 10000);
     for (; next < arrivals.size() && arrivals[next].at_step <= step; ++next) {
@@ -162,9 +169,16 @@ TEST_P(TwoBatchOverlapTest, HalvesAlternateAndOutputsEqualGenerate) {
     }
     std::vector<SpecEvent> events;
     ASSERT_TRUE(engine.Step(&events).ok());
+    for (const SpecEvent& e : events) {
+      if (e.id != *plain || e.tokens.empty()) continue;
+      if (plain_last >= 0) plain_gap = std::max(plain_gap, step - plain_last);
+      plain_last = step;
+    }
     Collect(events, &out);
   }
   EXPECT_TRUE(cancelled_in_flight);
+  EXPECT_LE(plain_gap, 2) << "a request that does not draft waited " << plain_gap << " steps";
+  EXPECT_EQ(out[*plain].tokens, Reference(*m, plain_prompt, 30));
   EXPECT_TRUE(drafter->violations().empty()) << drafter->violations().front();
   EXPECT_GT(engine.overlapped_drafts(), 10) << "the halves never alternated";
   // At most: last step's tickets, this step's own, and the next half's.
