@@ -66,9 +66,10 @@ ABSL_FLAG(int, replay_tokens, 256,
 ABSL_FLAG(int, draft_layers, 0, "Self-draft layers for draft-model without a path; 0 = default");
 ABSL_FLAG(std::string, scheduler, "confidence", "Step scheduler: confidence | fixed | off");
 ABSL_FLAG(int, verify_len, 7, "Verify length of --scheduler=fixed");
-ABSL_FLAG(bool, two_batch_overlap, true,
+ABSL_FLAG(bool, two_batch_overlap, false,
           "remote drafter: decoding sessions alternate in two halves, one drafting on the draft "
-          "worker while the other is verified");
+          "worker while the other is verified (pays when drafting is a large share of a step "
+          "and the draft worker has its own cores)");
 ABSL_FLAG(std::string, cost_table, "",
           "Cost table cache (default ~/.cache/dspark/cost/<model>-<hash>.json); profiled at "
           "start-up when missing or stale");

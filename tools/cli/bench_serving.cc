@@ -1,6 +1,6 @@
 // dspark bench serving [--model M] [--prompts SET|FILE.jsonl] [--num-prompts P]
 //   [--max-tokens N] [--concurrency 1,16 | --sweep] [--rate R] [--seed S]
-//   [--modes inprocess,router,direct,router-serial] [--drafter KIND] [--json FILE]
+//   [--modes inprocess,router,direct,router-overlap] [--drafter KIND] [--json FILE]
 //   [--draft-args "--flag=v ..."] [--verify-args "..."] [--router-overhead PAIRS]
 // A load generator for the serving path, every mode in one run:
 //   inprocess  a SpecEngine in this process (the model's committed drafter,
@@ -9,9 +9,9 @@
 //              processes over gRPC), requests through dspark.v1 GenerateStream;
 //   direct     the same cluster's verify worker called directly (internal
 //              VerifyWorker.Generate), which isolates what the router adds;
-//   router-serial  as router, on a second cluster whose verify worker runs
-//              without two-batch overlap (--two_batch_overlap=false): what
-//              drafting during the other half's forward buys.
+//   router-overlap  as router, on a second cluster whose verify worker runs
+//              with two-batch overlap (--two_batch_overlap): what drafting
+//              during the other half's forward buys or costs.
 // Closed loop at each --concurrency (that many requests always in flight),
 // or open loop with Poisson arrivals at --rate requests/s. Prompts: a held-out
 // set name (chat-templated) or a JSONL file of {"prompt": "..."} user
@@ -569,16 +569,16 @@ absl::Status Run(const Args& args) {
   for (absl::string_view a : absl::StrSplit(args.Get("verify-args"), ' ', absl::SkipEmpty())) {
     cluster_options.verify_flags.emplace_back(a);
   }
-  std::unique_ptr<deploy::LocalCluster> cluster, serial_cluster;
+  std::unique_ptr<deploy::LocalCluster> cluster, overlap_cluster;
   if (uses("router") || uses("direct") || overhead_pairs > 0) {
     std::fprintf(stderr, "[bench serving] starting a local cluster...\n");
     DSPARK_ASSIGN_OR_RETURN(cluster, deploy::LocalCluster::Start(cluster_options));
   }
-  if (uses("router-serial")) {
-    deploy::LocalClusterOptions serial = cluster_options;
-    serial.verify_flags.push_back("--two_batch_overlap=false");
-    std::fprintf(stderr, "[bench serving] starting a cluster without two-batch overlap...\n");
-    DSPARK_ASSIGN_OR_RETURN(serial_cluster, deploy::LocalCluster::Start(serial));
+  if (uses("router-overlap")) {
+    deploy::LocalClusterOptions overlap = cluster_options;
+    overlap.verify_flags.push_back("--two_batch_overlap");
+    std::fprintf(stderr, "[bench serving] starting a cluster with two-batch overlap...\n");
+    DSPARK_ASSIGN_OR_RETURN(overlap_cluster, deploy::LocalCluster::Start(overlap));
   }
   std::string drafter_kind;
   DSPARK_ASSIGN_OR_RETURN(auto drafter, MakeDrafterFromArgs(args, args.Get("drafter", "auto"),
@@ -612,8 +612,8 @@ absl::Status Run(const Args& args) {
           request.stop_ids = l.stop_ids;
           return engine->Run(std::move(request));
         };
-      } else if (mode == "router" || mode == "router-serial") {
-        const deploy::LocalCluster& c = mode == "router" ? *cluster : *serial_cluster;
+      } else if (mode == "router" || mode == "router-overlap") {
+        const deploy::LocalCluster& c = mode == "router" ? *cluster : *overlap_cluster;
         std::shared_ptr<v1::Generation::Stub> stub =
             v1::Generation::NewStub(rpc::MakeChannel(c.router().grpc));
         one = [stub](const Load& l, int i) { return ViaRouter(stub.get(), l, i); };
@@ -658,7 +658,7 @@ absl::Status Run(const Args& args) {
     all.push_back(std::move(j));
   }
   if (cluster) cluster->Stop(absl::Seconds(30));
-  if (serial_cluster) serial_cluster->Stop(absl::Seconds(30));
+  if (overlap_cluster) overlap_cluster->Stop(absl::Seconds(30));
   if (args.Has("json")) {
     std::ofstream(args.Get("json")) << all.dump(2) << "\n";
   }

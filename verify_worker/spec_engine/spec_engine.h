@@ -68,8 +68,10 @@ struct SpecEngineOptions {
   int max_draft_tokens = 0;
   // Two-batch overlap, with a drafter that drafts elsewhere (a draft
   // worker): the decoding sequences alternate in two halves, and while one
-  // half is verified the other's drafts are drafted. Default true.
-  bool two_batch_overlap = true;
+  // half is verified the other's drafts are drafted. Default false: it pays
+  // only when drafting is a large share of a step and runs on other cores
+  // (docs/decisions.md).
+  bool two_batch_overlap = false;
 };
 
 class SpecEngine {

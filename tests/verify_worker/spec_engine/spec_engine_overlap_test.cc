@@ -136,7 +136,11 @@ TEST_P(TwoBatchOverlapTest, HalvesAlternateAndOutputsEqualGenerate) {
   const int64_t free_at_start = cache->free_blocks();
   SpecEngine engine(
       m->model.get(), cache.get(), drafter.get(), sched->get(), nullptr,
-      {.max_batch_tokens = 96, .prefill_chunk = 32, .max_running = 5, .prefix_cache_entries = 0});
+      {.max_batch_tokens = 96,
+       .prefill_chunk = 32,
+       .max_running = 5,
+       .prefix_cache_entries = 0,
+       .two_batch_overlap = true});
   std::map<RequestId, size_t> which;
   absl::flat_hash_map<RequestId, Outcome> out;
   size_t next = 0;
@@ -145,8 +149,8 @@ TEST_P(TwoBatchOverlapTest, HalvesAlternateAndOutputsEqualGenerate) {
   // A request that never drafts is never waited for: it decodes at least
   // every other step (it once starved behind the halves that drafted).
   const std::vector<int32_t> plain_prompt = Slice(*m, 500, 12);
-  auto plain = engine.Add(
-      {.prompt = plain_prompt, .max_tokens = 30, .speculation = {.enabled = false}});
+  auto plain =
+      engine.Add({.prompt = plain_prompt, .max_tokens = 30, .speculation = {.enabled = false}});
   ASSERT_TRUE(plain.ok()) << plain.status();
   int64_t plain_last = -1, plain_gap = 0;
   for (int64_t step = 0; next < arrivals.size() || engine.HasWork(); ++step) {
