@@ -15,7 +15,10 @@ namespace dspark::cli {
 namespace fs = std::filesystem;
 
 std::string CommittedDrafterDir(const std::string& model_arg) {
-  std::string name = fs::path(model_arg).stem().string();
+  // A catalogue name ("qwen2.5-coder-0.5b-instruct": not a stem, its dots
+  // are not an extension) or a file whose name without ".gguf" is one.
+  const fs::path file = fs::path(model_arg).filename();
+  std::string name = file.extension() == ".gguf" ? file.stem().string() : file.string();
   if (name.empty()) name = "smollm2-135m-instruct";  // the catalogue default
   std::vector<fs::path> roots;
   if (const char* env = std::getenv("DSPARK_DRAFTERS")) roots.emplace_back(env);

@@ -182,6 +182,8 @@ INSTANTIATE_TEST_SUITE_P(
         Target{"smollm2-135m-instruct-committed", Catalogue("smollm2-135m-instruct"), "",
                std::string(DSPARK_SOURCE_DIR) + "/models/drafters/smollm2-135m-instruct"},
         Target{"qwen2.5-coder-0.5b-instruct", Catalogue("qwen2.5-coder-0.5b-instruct"), ""},
+        Target{"qwen2.5-coder-0.5b-instruct-committed", Catalogue("qwen2.5-coder-0.5b-instruct"),
+               "", std::string(DSPARK_SOURCE_DIR) + "/models/drafters/qwen2.5-coder-0.5b-instruct"},
         Target{"gemma-3-270m", Catalogue("gemma-3-270m"), "--draft-vocab 32000"}),
     [](const ::testing::TestParamInfo<Target>& info) {
       std::string n = info.param.name;
