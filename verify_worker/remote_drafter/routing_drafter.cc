@@ -252,8 +252,9 @@ absl::StatusOr<uint64_t> RoutingDrafter::StartDraft(
 absl::Status RoutingDrafter::FinishDraft(uint64_t ticket,
                                          std::vector<drafter::DraftBlock>* blocks) {
   auto node = pending_.extract(ticket);
-  if (node.empty())
+  if (node.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("unknown draft ticket ", ticket));
+  }
   Pending& pending = node.mapped();
   blocks->assign(pending.requests, {});
   // The replies are collected in turn, each within the timeout counted from its send.

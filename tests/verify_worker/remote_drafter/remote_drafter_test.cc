@@ -344,6 +344,22 @@ TEST(RoutingDrafterTest, SplitsBatchesByWorkerAndForksOnlyWithinOne) {
   EXPECT_EQ(routing.attached_sessions(), 5);
 }
 
+// Draft in two halves: a ticket is collected once; unknown or spent
+// tickets are InvalidArgument.
+TEST(RoutingDrafterTest, TicketsAreCollectedOnce) {
+  RoutingDrafter routing({.max_block = 7});
+  ASSERT_TRUE(routing.Open(1).ok());  // never assigned: detached, empty blocks
+  ASSERT_TRUE(routing.Extend(1, Context(0), {}).ok());
+  auto ticket = routing.StartDraft({{.session = 1, .last_token = 5, .max_tokens = 3}});
+  ASSERT_TRUE(ticket.ok()) << ticket.status();
+  std::vector<DraftBlock> got;
+  ASSERT_TRUE(routing.FinishDraft(*ticket, &got).ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].tokens.empty());
+  EXPECT_EQ(routing.FinishDraft(*ticket, &got).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(routing.FinishDraft(12345, &got).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(RoutingDrafterTest, UsesWorkersOnlyWhenTheirContextLayersFit) {
   // The verify worker captures layers {1, 2} (2 x 4 floats per token).
   InProcessDraftWorker token_only(Ngram(), {.loop = {.target_dim = 4}});
