@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
@@ -115,7 +116,15 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   for (const Process& p : cluster->processes_) {
     (p.role == Role::kVerify ? verify : draft).push_back(p.grpc);
   }
-  std::vector<std::string> args = {model_flag, "--verify_workers=" + absl::StrJoin(verify, ",")};
+  // The router admits as many sessions per worker as a verify worker runs
+  // (its --max_running, 64 unless the verify flags say otherwise) instead
+  // of queueing beyond its default guess of 16 for static workers.
+  std::string max_running = "64";
+  for (const std::string& f : options.verify_flags) {
+    if (absl::StartsWith(f, "--max_running=")) max_running = f.substr(f.find('=') + 1);
+  }
+  std::vector<std::string> args = {model_flag, "--verify_workers=" + absl::StrJoin(verify, ","),
+                                   "--static_max_sessions=" + max_running};
   if (!draft.empty()) args.push_back("--draft_workers=" + absl::StrJoin(draft, ","));
   args.insert(args.end(), options.router_flags.begin(), options.router_flags.end());
   absl::Status st = cluster->Spawn(Process{.role = Role::kRouter}, bin("dspark-router"), args, deadline);

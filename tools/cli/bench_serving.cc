@@ -1,7 +1,8 @@
 // dspark bench serving [--model M] [--prompts SET|FILE.jsonl] [--num-prompts P]
 //   [--max-tokens N] [--concurrency 1,16 | --sweep] [--rate R] [--seed S]
-//   [--modes inprocess,router,direct,router-overlap] [--drafter KIND] [--json FILE]
-//   [--draft-args "--flag=v ..."] [--verify-args "..."] [--router-overhead PAIRS]
+//   [--modes inprocess,router,direct,router-overlap,target-only,fixed-N,adaptive]
+//   [--drafter KIND] [--json FILE] [--draft-args "--flag=v ..."]
+//   [--verify-args "..."] [--router-overhead PAIRS] [--reps R]
 // A load generator for the serving path, every mode in one run:
 //   inprocess  a SpecEngine in this process (the model's committed drafter,
 //              confidence scheduler), no RPC at all;
@@ -12,6 +13,18 @@
 //   router-overlap  as router, on a second cluster whose verify worker runs
 //              with two-batch overlap (--two_batch_overlap): what drafting
 //              during the other half's forward buys or costs.
+// The speculation policies, each on a cluster of its own, through the router:
+//   target-only  no draft worker, the step scheduler off;
+//   fixed-N      every drafting sequence verifies N drafted tokens each step
+//                (--scheduler=fixed --verify_len=N), the cluster scheduler off;
+//   adaptive     as router: the confidence step scheduler and the router's
+//                cluster scheduler.
+// --sweep runs concurrency 1, 2, 4, ..., 64 (or --concurrency) with those five policies
+// (target-only, fixed-1, fixed-3, fixed-7, adaptive) unless --modes says
+// otherwise, each level with max(P, 2 x concurrency) requests, and ends with
+// a table of adaptive against the best other mode at each level. --reps R
+// measures every mode R times at each level, the modes taking turns, and
+// the closing table takes each mode's fastest run.
 // Closed loop at each --concurrency (that many requests always in flight),
 // or open loop with Poisson arrivals at --rate requests/s. Prompts: a held-out
 // set name (chat-templated) or a JSONL file of {"prompt": "..."} user
@@ -30,10 +43,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/base/status_macros.h"
@@ -283,9 +299,10 @@ struct Row {
 nlohmann::json Summarize(const Row& row, double inprocess_tps) {
   std::vector<double> ttft, itl, e2e;
   int64_t tokens = 0, steps = 0, errors = 0;
+  std::string first_error;
   for (const Timing& t : row.timings) {
     if (!t.error.empty()) {
-      ++errors;
+      if (errors++ == 0) first_error = t.error;
       continue;
     }
     tokens += t.tokens;
@@ -302,16 +319,24 @@ nlohmann::json Summarize(const Row& row, double inprocess_tps) {
           {"ttft_ms_p50", Percentile(ttft, 0.5)}, {"ttft_ms_p99", Percentile(ttft, 0.99)},
           {"itl_ms_p50", Percentile(itl, 0.5)},   {"itl_ms_p99", Percentile(itl, 0.99)},
           {"e2e_s_p50", Percentile(e2e, 0.5)},    {"e2e_s_p99", Percentile(e2e, 0.99)},
-          {"tokens_per_step", steps > 0 ? static_cast<double>(tokens) / steps : 0.0}};
+          {"tokens_per_step", steps > 0 ? static_cast<double>(tokens) / steps : 0.0},
+          {"first_error", first_error}};
 }
 
 void PrintRow(const nlohmann::json& j) {
-  std::printf("| %s | %s | %d | %d | %.1f | %.2fx | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.2f |\n",
+  if (j["errors"].get<int>() > 0) {
+    std::fprintf(stderr, "[bench serving] %s at %d: %d errors, the first: %s\n",
+                 j["mode"].get<std::string>().c_str(), j["concurrency"].get<int>(),
+                 j["errors"].get<int>(), j["first_error"].get<std::string>().c_str());
+  }
+  const double vs_inprocess = j["vs_inprocess"].get<double>();
+  std::printf("| %s | %s | %d | %d | %.1f | %s | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f | %.2f |\n",
               j["mode"].get<std::string>().c_str(),
               j["rate"].get<double>() > 0 ? absl::StrCat(j["rate"].get<double>(), "/s").c_str()
                                           : absl::StrCat(j["concurrency"].get<int>()).c_str(),
               j["requests"].get<int>(), j["errors"].get<int>(), j["output_tok_s"].get<double>(),
-              j["vs_inprocess"].get<double>(), j["ttft_ms_p50"].get<double>(),
+              vs_inprocess > 0 ? absl::StrFormat("%.2fx", vs_inprocess).c_str() : "-",
+              j["ttft_ms_p50"].get<double>(),
               j["ttft_ms_p99"].get<double>(), j["itl_ms_p50"].get<double>(),
               j["itl_ms_p99"].get<double>(), j["e2e_s_p50"].get<double>(),
               j["e2e_s_p99"].get<double>(), j["tokens_per_step"].get<double>());
@@ -516,6 +541,72 @@ std::string BinDir() {
   return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
 }
 
+// The cluster a mode runs on: its name (modes of one name share a cluster)
+// and options, or nullopt for the in-process mode.
+struct ClusterFor {
+  std::string name;
+  deploy::LocalClusterOptions options;
+};
+
+absl::StatusOr<std::optional<ClusterFor>> ClusterForMode(const std::string& mode,
+                                                         const deploy::LocalClusterOptions& base) {
+  if (mode == "inprocess") return std::optional<ClusterFor>();
+  ClusterFor c{.name = mode, .options = base};
+  int verify_len = 0;
+  if (mode == "router" || mode == "direct" || mode == "adaptive") {
+    c.name = "router";
+  } else if (mode == "router-overlap") {
+    c.options.verify_flags.push_back("--two_batch_overlap");
+  } else if (mode == "target-only") {
+    c.options.draft_workers = 0;
+    c.options.verify_flags.push_back("--scheduler=off");
+  } else if (absl::StartsWith(mode, "fixed-") &&
+             absl::SimpleAtoi(mode.substr(6), &verify_len) && verify_len >= 1 &&
+             verify_len <= 16) {
+    c.options.verify_flags.push_back("--scheduler=fixed");
+    c.options.verify_flags.push_back(absl::StrCat("--verify_len=", verify_len));
+    c.options.router_flags.push_back("--scheduler_period_ms=0");
+  } else {
+    return absl::InvalidArgumentError("--modes: unknown mode '" + mode +
+                                      "' (inprocess, router, direct, router-overlap, "
+                                      "target-only, fixed-N with N in 1..16, adaptive)");
+  }
+  return std::optional<ClusterFor>(std::move(c));
+}
+
+// --sweep's closing table: at each level, the adaptive mode against the best
+// of the others (and against target-only).
+// With --reps, each mode's figure at a level is the fastest of its reps
+// (the run least disturbed by the machine's other work).
+void PrintSweepSummary(const nlohmann::json& rows) {
+  std::map<int, std::map<std::string, double>> tps;  // level -> mode -> best tok/s
+  for (const nlohmann::json& j : rows) {
+    if (!j.contains("output_tok_s")) continue;
+    double& best = tps[j["concurrency"].get<int>()][j["mode"].get<std::string>()];
+    best = std::max(best, j["output_tok_s"].get<double>());
+  }
+  std::printf(
+      "\n| concurrency | adaptive tok/s | best other | its tok/s | adaptive / best other | "
+      "adaptive / target-only |\n|---|---|---|---|---|---|\n");
+  for (const auto& [level, by_mode] : tps) {
+    auto adaptive = by_mode.find("adaptive");
+    if (adaptive == by_mode.end()) continue;
+    std::string best;
+    double best_tps = 0;
+    for (const auto& [mode, v] : by_mode) {
+      if (mode != "adaptive" && v > best_tps) best = mode, best_tps = v;
+    }
+    auto target = by_mode.find("target-only");
+    std::printf("| %d | %.1f | %s | %.1f | %s | %s |\n", level, adaptive->second,
+                best.empty() ? "-" : best.c_str(), best_tps,
+                best_tps > 0 ? absl::StrFormat("%.2fx", adaptive->second / best_tps).c_str() : "-",
+                target != by_mode.end() && target->second > 0
+                    ? absl::StrFormat("%.2fx", adaptive->second / target->second).c_str()
+                    : "-");
+  }
+  std::fflush(stdout);
+}
+
 absl::Status Run(const Args& args) {
   const std::string model_arg = args.Get("model", "smollm2-135m-instruct");
   DSPARK_ASSIGN_OR_RETURN(std::vector<std::string> messages,
@@ -525,13 +616,15 @@ absl::Status Run(const Args& args) {
   DSPARK_ASSIGN_OR_RETURN(double rate, args.GetDouble("rate", 0));
   DSPARK_ASSIGN_OR_RETURN(int64_t seed, args.GetInt("seed", 1));
   DSPARK_ASSIGN_OR_RETURN(int64_t overhead_pairs, args.GetInt("router-overhead", 0));
-  if (num_prompts < 1 || max_tokens < 1 || rate < 0 || overhead_pairs < 0) {
+  DSPARK_ASSIGN_OR_RETURN(int64_t reps, args.GetInt("reps", 1));
+  if (num_prompts < 1 || max_tokens < 1 || reps < 1 || rate < 0 || overhead_pairs < 0) {
     return absl::InvalidArgumentError(
-        "--num-prompts, --max-tokens >= 1; --rate, --router-overhead >= 0");
+        "--num-prompts, --max-tokens, --reps >= 1; --rate, --router-overhead >= 0");
   }
+  const bool sweep = args.Has("sweep");
   std::vector<int> levels;
   const std::string level_text =
-      args.Has("sweep") ? "1,2,4,8,16,32,64" : args.Get("concurrency", "1,16");
+      args.Get("concurrency", sweep ? "1,2,4,8,16,32,64" : "1,16");
   for (absl::string_view part : absl::StrSplit(level_text, ',')) {
     int v = 0;
     if (!absl::SimpleAtoi(part, &v) || v < 1) {
@@ -540,25 +633,33 @@ absl::Status Run(const Args& args) {
     levels.push_back(v);
   }
   if (rate > 0) levels = {0};
+  // Requests at a level: --num-prompts, and with --sweep at least two per
+  // client so that a level is not one synchronized wave.
+  const auto requests_at = [&](int level) {
+    return sweep ? std::max<int64_t>(num_prompts, 2 * level) : num_prompts;
+  };
   // --modes= (empty) runs none: --router-overhead alone.
-  std::vector<std::string> modes =
-      absl::StrSplit(args.Get("modes", "inprocess,router,direct"), ',', absl::SkipEmpty());
+  std::vector<std::string> modes = absl::StrSplit(
+      args.Get("modes", sweep ? "target-only,fixed-1,fixed-3,fixed-7,adaptive"
+                              : "inprocess,router,direct"),
+      ',', absl::SkipEmpty());
 
   DSPARK_ASSIGN_OR_RETURN(auto model, LoadModelFromArgs(args));
   DSPARK_ASSIGN_OR_RETURN(auto tok, LoadModelTokenizer(*model));
   Load load{.max_tokens = static_cast<int>(max_tokens), .rate = rate,
             .seed = static_cast<uint64_t>(seed)};
   load.stop_ids = tok->eos_ids();
-  std::vector<std::string> prompt_texts;  // the user message of each of load.prompts
-  for (size_t i = 0; i < static_cast<size_t>(num_prompts); ++i) {
+  std::vector<std::string> prompt_texts;  // the user message of each prompt
+  std::vector<std::vector<int32_t>> prompt_ids;
+  int64_t most_requests = num_prompts;
+  for (int level : levels) most_requests = std::max(most_requests, requests_at(level));
+  for (size_t i = 0; i < static_cast<size_t>(most_requests); ++i) {
     prompt_texts.push_back(messages[i % messages.size()]);
     DSPARK_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ChatPromptIds(*tok, prompt_texts.back()));
-    load.prompts.push_back(std::move(ids));
+    prompt_ids.push_back(std::move(ids));
   }
+  load.prompts.assign(prompt_ids.begin(), prompt_ids.begin() + num_prompts);
 
-  const auto uses = [&modes](const char* mode) {
-    return std::find(modes.begin(), modes.end(), mode) != modes.end();
-  };
   deploy::LocalClusterOptions cluster_options{.bin_dir = BinDir(), .model = model_arg};
   if (args.Has("drafter")) {
     cluster_options.draft_flags.push_back("--drafter=" + args.Get("drafter"));
@@ -569,26 +670,39 @@ absl::Status Run(const Args& args) {
   for (absl::string_view a : absl::StrSplit(args.Get("verify-args"), ' ', absl::SkipEmpty())) {
     cluster_options.verify_flags.emplace_back(a);
   }
-  std::unique_ptr<deploy::LocalCluster> cluster, overlap_cluster;
-  if (uses("router") || uses("direct") || overhead_pairs > 0) {
-    std::fprintf(stderr, "[bench serving] starting a local cluster...\n");
-    DSPARK_ASSIGN_OR_RETURN(cluster, deploy::LocalCluster::Start(cluster_options));
+  // Every cluster a mode needs starts before the first measurement, so that
+  // the modes of a level are measured minutes, not a whole run, apart.
+  std::map<std::string, std::unique_ptr<deploy::LocalCluster>> clusters;
+  std::map<std::string, std::string> cluster_of_mode;
+  std::vector<std::string> needed = modes;
+  if (overhead_pairs > 0) needed.push_back("router");
+  for (const std::string& mode : needed) {
+    DSPARK_ASSIGN_OR_RETURN(std::optional<ClusterFor> c, ClusterForMode(mode, cluster_options));
+    if (!c) continue;
+    cluster_of_mode[mode] = c->name;
+    if (clusters.count(c->name)) continue;
+    std::fprintf(stderr, "[bench serving] starting a local cluster for %s...\n", c->name.c_str());
+    DSPARK_ASSIGN_OR_RETURN(clusters[c->name], deploy::LocalCluster::Start(c->options));
   }
-  if (uses("router-overlap")) {
-    deploy::LocalClusterOptions overlap = cluster_options;
-    overlap.verify_flags.push_back("--two_batch_overlap");
-    std::fprintf(stderr, "[bench serving] starting a cluster with two-batch overlap...\n");
-    DSPARK_ASSIGN_OR_RETURN(overlap_cluster, deploy::LocalCluster::Start(overlap));
+  const auto uses = [&modes](const char* mode) {
+    return std::find(modes.begin(), modes.end(), mode) != modes.end();
+  };
+  std::unique_ptr<drafter::Drafter> drafter;
+  std::unique_ptr<scheduler::StepScheduler> sched;
+  std::string drafter_kind = args.Get("drafter", "auto");
+  if (uses("inprocess")) {
+    DSPARK_ASSIGN_OR_RETURN(drafter, MakeDrafterFromArgs(args, args.Get("drafter", "auto"),
+                                                         model.get(), &drafter_kind));
+    DSPARK_ASSIGN_OR_RETURN(scheduler::CostTable table, CostTableFromArgs(args, model.get()));
+    DSPARK_ASSIGN_OR_RETURN(sched,
+                            MakeSchedulerFromArgs(drafter ? "confidence" : "off", 0, table));
   }
-  std::string drafter_kind;
-  DSPARK_ASSIGN_OR_RETURN(auto drafter, MakeDrafterFromArgs(args, args.Get("drafter", "auto"),
-                                                            model.get(), &drafter_kind));
-  DSPARK_ASSIGN_OR_RETURN(scheduler::CostTable table, CostTableFromArgs(args, model.get()));
-  DSPARK_ASSIGN_OR_RETURN(auto sched, MakeSchedulerFromArgs(drafter ? "confidence" : "off", 0, table));
 
-  std::printf("## bench serving: %s, %zu prompts (%s), greedy, max %d tokens, drafter %s\n\n",
-              model_arg.c_str(), load.prompts.size(), args.Get("prompts", "mt_bench").c_str(),
-              load.max_tokens, drafter_kind.c_str());
+  std::printf("## bench serving: %s, %s prompts (%s), greedy, max %d tokens, drafter %s\n\n",
+              model_arg.c_str(),
+              sweep ? absl::StrCat("max(", num_prompts, ", 2 x concurrency)").c_str()
+                    : absl::StrCat(num_prompts).c_str(),
+              args.Get("prompts", "mt_bench").c_str(), load.max_tokens, drafter_kind.c_str());
   if (!modes.empty()) {
     std::printf(
         "| mode | concurrency | requests | errors | output tok/s | vs in-process | "
@@ -598,67 +712,72 @@ absl::Status Run(const Args& args) {
   nlohmann::json all = nlohmann::json::array();
   for (int level : levels) {
     load.concurrency = std::max(level, 1);
+    load.prompts.assign(prompt_ids.begin(), prompt_ids.begin() + requests_at(level));
     double inprocess_tps = 0;
-    for (const std::string& mode : modes) {
-      Row row{.mode = mode, .concurrency = level, .rate = rate};
-      std::unique_ptr<InProcess> engine;
-      std::function<Timing(const Load&, int)> one;
-      if (mode == "inprocess") {
-        engine = std::make_unique<InProcess>(model.get(), drafter.get(), sched.get(), 64);
-        one = [&engine](const Load& l, int i) {
-          spec::SpecRequest request;
-          request.prompt = l.prompts[i];
-          request.max_tokens = l.max_tokens;
-          request.stop_ids = l.stop_ids;
-          return engine->Run(std::move(request));
-        };
-      } else if (mode == "router" || mode == "router-overlap") {
-        const deploy::LocalCluster& c = mode == "router" ? *cluster : *overlap_cluster;
-        std::shared_ptr<v1::Generation::Stub> stub =
-            v1::Generation::NewStub(rpc::MakeChannel(c.router().grpc));
-        one = [stub](const Load& l, int i) { return ViaRouter(stub.get(), l, i); };
-      } else if (mode == "direct") {
-        const auto* verify = cluster->processes(deploy::LocalCluster::Role::kVerify)[0];
-        const auto drafts = cluster->processes(deploy::LocalCluster::Role::kDraft);
-        const std::string draft = drafts.empty() ? "" : drafts[0]->grpc;
-        std::shared_ptr<internal::v1::VerifyWorker::Stub> stub =
-            internal::v1::VerifyWorker::NewStub(rpc::MakeChannel(verify->grpc));
-        one = [stub, draft](const Load& l, int i) { return Direct(stub.get(), draft, l, i); };
-      } else {
-        return absl::InvalidArgumentError("--modes: unknown mode '" + mode + "'");
+    for (int64_t rep = 0; rep < reps; ++rep) {
+      for (const std::string& mode : modes) {
+        Row row{.mode = mode, .concurrency = level, .rate = rate};
+        std::unique_ptr<InProcess> engine;
+        std::function<Timing(const Load&, int)> one;
+        if (mode == "inprocess") {
+          engine = std::make_unique<InProcess>(model.get(), drafter.get(), sched.get(), 64);
+          one = [&engine](const Load& l, int i) {
+            spec::SpecRequest request;
+            request.prompt = l.prompts[i];
+            request.max_tokens = l.max_tokens;
+            request.stop_ids = l.stop_ids;
+            return engine->Run(std::move(request));
+          };
+        } else if (mode == "direct") {
+          const deploy::LocalCluster& c = *clusters.at(cluster_of_mode.at(mode));
+          const auto* verify = c.processes(deploy::LocalCluster::Role::kVerify)[0];
+          const auto drafts = c.processes(deploy::LocalCluster::Role::kDraft);
+          const std::string draft = drafts.empty() ? "" : drafts[0]->grpc;
+          std::shared_ptr<internal::v1::VerifyWorker::Stub> stub =
+              internal::v1::VerifyWorker::NewStub(rpc::MakeChannel(verify->grpc));
+          one = [stub, draft](const Load& l, int i) { return Direct(stub.get(), draft, l, i); };
+        } else {
+          const deploy::LocalCluster& c = *clusters.at(cluster_of_mode.at(mode));
+          std::shared_ptr<v1::Generation::Stub> stub =
+              v1::Generation::NewStub(rpc::MakeChannel(c.router().grpc));
+          one = [stub](const Load& l, int i) { return ViaRouter(stub.get(), l, i); };
+        }
+        // Every mode first serves one untimed request (connections, caches),
+        // so that the order of the modes does not favour the later ones.
+        Load warmup = load;
+        warmup.prompts.resize(1);
+        warmup.concurrency = 1;
+        warmup.rate = 0;
+        std::vector<Timing> ignored;
+        Drive(warmup, [&](int i) { return one(warmup, i); }, &ignored);
+        const auto t0 = Clock::now();
+        Drive(load, [&](int i) { return one(load, i); }, &row.timings);
+        row.wall = Since(t0, Clock::now());
+        nlohmann::json j = Summarize(row, inprocess_tps);
+        if (mode == "inprocess") {
+          inprocess_tps = j["output_tok_s"].get<double>();
+          j["vs_inprocess"] = 1.0;
+        }
+        j["rep"] = rep;
+        PrintRow(j);
+        all.push_back(j);
       }
-      // Every mode first serves one untimed request (connections, caches),
-      // so that the order of the modes does not favour the later ones.
-      Load warmup = load;
-      warmup.prompts.resize(1);
-      warmup.concurrency = 1;
-      warmup.rate = 0;
-      std::vector<Timing> ignored;
-      Drive(warmup, [&](int i) { return one(warmup, i); }, &ignored);
-      const auto t0 = Clock::now();
-      Drive(load, [&](int i) { return one(load, i); }, &row.timings);
-      row.wall = Since(t0, Clock::now());
-      nlohmann::json j = Summarize(row, inprocess_tps);
-      if (mode == "inprocess") {
-        inprocess_tps = j["output_tok_s"].get<double>();
-        j["vs_inprocess"] = 1.0;
-      }
-      PrintRow(j);
-      all.push_back(j);
     }
   }
+  if (uses("adaptive")) PrintSweepSummary(all);
   if (overhead_pairs > 0) {
     std::fprintf(stderr, "[bench serving] router overhead: %lld pairs...\n",
                  static_cast<long long>(overhead_pairs));
+    load.prompts.assign(prompt_ids.begin(), prompt_ids.begin() + num_prompts);
+    const std::vector<std::string> texts(prompt_texts.begin(), prompt_texts.begin() + num_prompts);
     DSPARK_ASSIGN_OR_RETURN(
         nlohmann::json j,
-        MeasureRouterOverhead(*cluster, load, prompt_texts, !tok->chat_template().empty(),
+        MeasureRouterOverhead(*clusters.at("router"), load, texts, !tok->chat_template().empty(),
                               static_cast<int>(overhead_pairs)));
     PrintOverhead(j);
     all.push_back(std::move(j));
   }
-  if (cluster) cluster->Stop(absl::Seconds(30));
-  if (overlap_cluster) overlap_cluster->Stop(absl::Seconds(30));
+  for (auto& [name, cluster] : clusters) cluster->Stop(absl::Seconds(30));
   if (args.Has("json")) {
     std::ofstream(args.Get("json")) << all.dump(2) << "\n";
   }
@@ -672,7 +791,7 @@ int BenchServingCommand(const std::vector<std::string>& argv) {
       argv,
       {"model", "prompts", "num-prompts", "max-tokens", "concurrency", "rate", "seed", "modes",
        "drafter", "drafter-path", "draft-layers", "cost-table", "threads", "json", "draft-args",
-       "verify-args", "router-overhead"},
+       "verify-args", "router-overhead", "reps"},
       {"sweep", "exact"});
   if (!args.ok()) return ExitCode("bench serving", args.status());
   return ExitCode("bench serving", Run(*args));
