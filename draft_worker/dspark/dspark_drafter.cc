@@ -35,7 +35,16 @@ DsparkDrafter::DsparkDrafter(std::unique_ptr<DsparkCheckpoint> ckpt, engine::Mod
       kv_(engine::KvLayout{ckpt_->config().num_hidden_layers, ckpt_->config().num_key_value_heads,
                            ckpt_->config().head_dim},
           engine::KvCacheOptions{.block_size = options.kv_block_size,
-                                 .max_tokens = options.max_context_tokens}) {}
+                                 .max_tokens = options.max_context_tokens}),
+      int8_(target->mode(), /*quantize_float=*/true, /*panels=*/true) {
+  const DsparkWeights& w = ckpt_->weights();
+  fc_ = int8_.Use(&w.fc);
+  for (const DsparkLayerWeights& l : w.layers) {
+    mats_.push_back({int8_.Use(&l.q_proj), int8_.Use(&l.k_proj), int8_.Use(&l.v_proj),
+                     int8_.Use(&l.o_proj), int8_.Use(&l.gate_proj), int8_.Use(&l.up_proj),
+                     int8_.Use(&l.down_proj)});
+  }
+}
 
 DsparkDrafter::~DsparkDrafter() = default;
 
@@ -203,7 +212,7 @@ absl::Status DsparkDrafter::Extend(SessionId session, absl::Span<const int32_t> 
   // ctx [n, hidden] = RMSNorm(fc(F)) * hidden_norm.
   const DsparkWeights& w = ckpt_->weights();
   std::vector<float> ctx(n * c.hidden_size);
-  engine::cpu::MatMul(w.fc, features.data(), n, ctx.data(), target_->mode(),
+  engine::cpu::MatMul(*fc_, features.data(), n, ctx.data(), target_->mode(),
                       target_->thread_pool());
   for (int64_t r = 0; r < n; ++r) {
     float* row = &ctx[r * c.hidden_size];
@@ -221,8 +230,9 @@ void DsparkDrafter::WriteContextKv(const float* ctx, int64_t n, SeqId seq, int64
   std::vector<float> k(n * kv_dim), v(n * kv_dim);  // [n, kv_heads * head_dim]
   for (int li = 0; li < c.num_hidden_layers; ++li) {
     const DsparkLayerWeights& l = ckpt_->weights().layers[li];
-    engine::cpu::MatMul(l.k_proj, ctx, n, k.data(), target_->mode(), target_->thread_pool());
-    engine::cpu::MatMul(l.v_proj, ctx, n, v.data(), target_->mode(), target_->thread_pool());
+    const LayerMatrices& m = mats_[li];
+    engine::cpu::MatMul(*m.k, ctx, n, k.data(), target_->mode(), target_->thread_pool());
+    engine::cpu::MatMul(*m.v, ctx, n, v.data(), target_->mode(), target_->thread_pool());
     for (int64_t r = 0; r < n; ++r) {
       float* kr = &k[r * kv_dim];
       for (int h = 0; h < c.num_key_value_heads; ++h) {
@@ -259,13 +269,14 @@ void DsparkDrafter::RunBlock(const BlockPlan& plan, std::vector<float>* hidden) 
   std::vector<float> attn(T * q_dim), g(T * ffn), u(T * ffn);
   for (int li = 0; li < c.num_hidden_layers; ++li) {
     const DsparkLayerWeights& l = ckpt_->weights().layers[li];
+    const LayerMatrices& m = mats_[li];
     for (int64_t t = 0; t < T; ++t) {
       engine::RmsNorm(&x[t * dim], l.input_layernorm.data(), 0.0f, dim, c.rms_norm_eps,
                       &h[t * dim]);
     }
-    engine::cpu::MatMul(l.q_proj, h.data(), T, q.data(), mode, pool);  // [T, q_dim]
-    engine::cpu::MatMul(l.k_proj, h.data(), T, k.data(), mode, pool);  // [T, kv_dim]
-    engine::cpu::MatMul(l.v_proj, h.data(), T, v.data(), mode, pool);  // [T, kv_dim]
+    engine::cpu::MatMul(*m.q, h.data(), T, q.data(), mode, pool);  // [T, q_dim]
+    engine::cpu::MatMul(*m.k, h.data(), T, k.data(), mode, pool);  // [T, kv_dim]
+    engine::cpu::MatMul(*m.v, h.data(), T, v.data(), mode, pool);  // [T, kv_dim]
     for (int64_t t = 0; t < T; ++t) {
       const int64_t pos = plan.ctx_len[t / B] + t % B;
       float* qt = &q[t * q_dim];
@@ -316,17 +327,17 @@ void DsparkDrafter::RunBlock(const BlockPlan& plan, std::vector<float>* hidden) 
         }
       }
     });
-    engine::cpu::MatMul(l.o_proj, attn.data(), T, h.data(), mode, pool);  // [T, dim]
+    engine::cpu::MatMul(*m.o, attn.data(), T, h.data(), mode, pool);  // [T, dim]
     for (int64_t t = 0; t < T; ++t) {
       float* xt = &x[t * dim];
       for (int64_t i = 0; i < dim; ++i) xt[i] += h[t * dim + i];
       engine::RmsNorm(xt, l.post_attention_layernorm.data(), 0.0f, dim, c.rms_norm_eps,
                       &h[t * dim]);
     }
-    engine::cpu::MatMul(l.gate_proj, h.data(), T, g.data(), mode, pool);  // [T, ffn]
-    engine::cpu::MatMul(l.up_proj, h.data(), T, u.data(), mode, pool);    // [T, ffn]
+    engine::cpu::MatMul(*m.gate, h.data(), T, g.data(), mode, pool);  // [T, ffn]
+    engine::cpu::MatMul(*m.up, h.data(), T, u.data(), mode, pool);    // [T, ffn]
     engine::SiluMul(g.data(), u.data(), T * ffn);
-    engine::cpu::MatMul(l.down_proj, g.data(), T, h.data(), mode, pool);  // [T, dim]
+    engine::cpu::MatMul(*m.down, g.data(), T, h.data(), mode, pool);  // [T, dim]
     for (int64_t i = 0; i < T * dim; ++i) x[i] += h[i];
   }
   for (int64_t t = 0; t < T; ++t) {

@@ -38,7 +38,8 @@
 //   target has it, applies to the sum). The PyTorch reference computes
 //   Head(z) directly; the two agree to rounding.
 //
-// Numerics: every matmul is cpu::MatMul in the target's activation mode and
+// Numerics: every matmul is cpu::MatMul in the target's activation mode (in
+// int8 mode over Q8_0 copies of the checkpoint's float matrices) and
 // every reduction runs in one fixed order per output, so a session's draft
 // does not depend on the other sessions in the call, on max_tokens, or on
 // how its context was split across Extend calls.
@@ -122,6 +123,15 @@ class DsparkDrafter : public Drafter {
   DsparkDrafterOptions options_;
   engine::KvCache kv_;  // one sequence per session
   absl::flat_hash_map<SessionId, engine::SeqId> sessions_;
+  // The matrices as the kernels read them: the checkpoint's in exact mode;
+  // in int8 mode their Q8_0 copies (panel-packed on AVX2), owned by int8_,
+  // as for a target stored in a float type (ModelOptions::quantize_float_weights).
+  struct LayerMatrices {
+    const engine::TensorView *q, *k, *v, *o, *gate, *up, *down;
+  };
+  engine::cpu::Int8Weights int8_;
+  const engine::TensorView* fc_ = nullptr;
+  std::vector<LayerMatrices> mats_;
   // The head: the target's {vocab, hidden} tensor, or with a draft
   // vocabulary draft_head_, its rows for d2t gathered into draft_head_bytes_.
   const engine::TensorView* head_ = nullptr;

@@ -23,8 +23,10 @@ absl::StatusOr<std::unique_ptr<Drafter>> MakeDrafter(const DrafterOptions& optio
     return std::unique_ptr<Drafter>(std::move(d));
   }
   if (options.kind == "draft-model") {
+    // A trained draft model saved in bf16 runs the int8 kernels as Q8_0.
     engine::ModelOptions model_options{.mode = target->mode(),
-                                       .threads = target->thread_pool()->num_threads()};
+                                       .threads = target->thread_pool()->num_threads(),
+                                       .quantize_float_weights = true};
     std::string path = options.path;
     if (path.empty()) {
       if (options.draft_layers < 1) return absl::InvalidArgumentError("draft_layers must be >= 1");

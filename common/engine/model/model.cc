@@ -58,7 +58,10 @@ absl::StatusOr<std::vector<float>> Vec(const ModelFile& file, const std::string&
 }  // namespace
 
 Model::Model(std::unique_ptr<ModelFile> file, ModelConfig config, const ModelOptions& options)
-    : file_(std::move(file)), config_(std::move(config)), options_(options) {
+    : file_(std::move(file)),
+      config_(std::move(config)),
+      options_(options),
+      int8_weights_(options.mode, options.quantize_float_weights, options.panel_weights) {
   pool_ = std::make_unique<cpu::ThreadPool>(options_.threads);
 }
 
@@ -119,28 +122,16 @@ absl::Status Model::BindWeights() {
       DSPARK_ASSIGN_OR_RETURN(l.post_ffn_norm, Vec(f, p + "post_ffw_norm.weight", c.dim, false));
     }
   }
-  PackPanelWeights();
+  PrepareInt8Weights();
   return absl::OkStatus();
 }
 
-void Model::PackPanelWeights() {
-  if (!options_.panel_weights || options_.mode != cpu::ActivationMode::kInt8 ||
-      cpu::ActiveIsa() != cpu::Isa::kAvx2) {
-    return;
-  }
-  std::vector<const TensorView**> slots = {&output_};
+void Model::PrepareInt8Weights() {
+  output_ = int8_weights_.Use(output_);
   for (LayerWeights& l : layers_) {
     for (const TensorView** t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) {
-      slots.push_back(t);
+      *t = int8_weights_.Use(*t);
     }
-  }
-  for (const TensorView** slot : slots) {
-    cpu::PanelWeights packed = cpu::PanelWeights::Pack(**slot);
-    if (packed.empty()) continue;
-    TensorView& view = panel_views_.emplace_back(**slot);
-    view.panels = packed.data();
-    panels_.push_back(std::move(packed));
-    *slot = &view;
   }
 }
 

@@ -15,7 +15,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +45,13 @@ struct ModelOptions {
   // of those weights in memory, the mapped file's pages then go unread).
   // Default true.
   bool panel_weights = true;
+  // kInt8: the matmul weights stored as BF16 / F16 / F32 (the head too, not
+  // the embedding lookup) become Q8_0 copies at load (cpu::QuantizeToQ8_0),
+  // so that a draft model trained and saved in bf16 runs the int8 kernels.
+  // Its outputs then move by Q8_0 rounding: for a drafter, whose drafts the
+  // target verifies, that costs acceptance at most, never losslessness.
+  // Default false.
+  bool quantize_float_weights = false;
 };
 
 // New tokens of one sequence, at positions cache.Length(seq) onwards.
@@ -103,7 +109,8 @@ class Model {
   struct LayerWeights;
   Model(std::unique_ptr<ModelFile> file, ModelConfig config, const ModelOptions& options);
   absl::Status BindWeights();
-  void PackPanelWeights();
+  // Points the head's and the layers' projection slots at their int8 copies.
+  void PrepareInt8Weights();
   absl::Status Validate(const ForwardBatch& batch, const KvCache& cache) const;
 
   std::unique_ptr<ModelFile> file_;
@@ -114,9 +121,8 @@ class Model {
   const TensorView* token_embd_ = nullptr;  // {vocab, dim}
   std::vector<float> final_norm_;           // [dim]
   const TensorView* output_ = nullptr;      // {vocab, dim}; token_embd_ when tied
-  // Copies of the views of packed weights (panels set), and their panels.
-  std::deque<TensorView> panel_views_;
-  std::vector<cpu::PanelWeights> panels_;
+  // Q8_0 copies of float weights and panel-packed weights (ModelOptions).
+  cpu::Int8Weights int8_weights_;
 };
 
 }  // namespace dspark::engine

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -298,6 +299,42 @@ TEST_F(DsparkDrafterTest, BatchCompositionDoesNotChangeDrafts) {
   // Context matters: the three sessions do not all draft the same.
   EXPECT_FALSE(together[0].confidence == together[1].confidence &&
                together[1].confidence == together[2].confidence);
+}
+
+// In int8 mode the drafter runs Q8_0 copies of its float matrices: drafts
+// stay independent of the batch bit for bit, and its logits stay within
+// int8 rounding of the exact-mode drafter's (a wrong scale or layout would
+// move them by their whole range).
+TEST_F(DsparkDrafterTest, Int8ModeIsBatchInvariantAndCloseToExact) {
+  auto int8_target = engine::Model::Load(
+      *dir_ + "/tiny.gguf", {.mode = engine::cpu::ActivationMode::kInt8, .threads = 2});
+  ASSERT_TRUE(int8_target.ok()) << int8_target.status();
+  const std::string ckpt = WriteCheckpoint(dspark::testing::TinyDrafterConfig({}));
+  auto exact = DsparkDrafter::Load(ckpt, target_);
+  auto int8 = DsparkDrafter::Load(ckpt, int8_target->get());
+  ASSERT_TRUE(exact.ok() && int8.ok());
+  const std::vector<DraftRequest> reqs = {{.session = 1, .last_token = 11, .max_tokens = kB},
+                                          {.session = 2, .last_token = 12, .max_tokens = kB}};
+  for (DsparkDrafter* d : {exact->get(), int8->get()}) {
+    OpenWithContext(d, 1, 9, 1);
+    OpenWithContext(d, 2, 5, 2);
+  }
+  std::vector<DraftBlock> ex, together, alone;
+  std::vector<float> ex_logits, together_logits, alone_logits;
+  ASSERT_TRUE((*exact)->DraftWithLogits(reqs, &ex, &ex_logits).ok());
+  ASSERT_TRUE((*int8)->DraftWithLogits(reqs, &together, &together_logits).ok());
+  ASSERT_TRUE((*int8)->DraftWithLogits({reqs[1]}, &alone, &alone_logits).ok());
+  const int64_t V = (*int8)->head_vocab();
+  EXPECT_EQ(alone[0].tokens, together[1].tokens);
+  EXPECT_EQ(0, std::memcmp(alone_logits.data(), &together_logits[kB * V], kB * V * sizeof(float)));
+  ASSERT_EQ(ex_logits.size(), together_logits.size());
+  float scale = 0, diff = 0;
+  for (size_t i = 0; i < ex_logits.size(); ++i) {
+    scale = std::max(scale, std::fabs(ex_logits[i]));
+    diff = std::max(diff, std::fabs(ex_logits[i] - together_logits[i]));
+  }
+  EXPECT_GT(diff, 0.0f) << "int8 mode computed exactly: the matrices were not quantized";
+  EXPECT_LE(diff, 5e-2f * scale);
 }
 
 TEST_F(DsparkDrafterTest, FewerTokensGiveAPrefixOfTheFullBlock) {

@@ -4,13 +4,16 @@
 #include "common/engine/backend/cpu/matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "common/base/logging.h"
 #include "common/engine/backend/cpu/quant/activations.h"
 #include "common/engine/backend/cpu/quant/panel16.h"
 #include "common/engine/backend/cpu/quant/quant_kernels.h"
+#include "common/engine/backend/cpu/quant/simd.h"
 #include "common/engine/backend/cpu/thread_pool.h"
 
 namespace dspark::engine::cpu {
@@ -192,6 +195,60 @@ PanelWeights PanelWeights::Pack(const TensorView& w) {
 }
 
 void PanelWeights::Free::operator()(uint8_t* p) const { std::free(p); }
+
+std::vector<uint8_t> QuantizeToQ8_0(const TensorView& w) {
+  const bool float_type =
+      w.type == GgmlType::kBF16 || w.type == GgmlType::kF16 || w.type == GgmlType::kF32;
+  const int64_t cols = w.cols();
+  if (!float_type || cols % 32 != 0) return {};
+  constexpr int kBlockBytes = 34;  // {f16 d; i8 qs[32]}
+  std::vector<uint8_t> out(static_cast<size_t>(w.rows() * RowBytes(GgmlType::kQ8_0, cols)));
+  std::vector<float> row(cols);
+  uint8_t* block = out.data();
+  for (int64_t r = 0; r < w.rows(); ++r) {
+    DequantizeRow(w, r, row.data());
+    for (int64_t b = 0; b < cols; b += 32, block += kBlockBytes) {
+      float amax = 0;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(row[b + i]));
+      const float d = amax / 127;
+      const float inv = d > 0 ? 1 / d : 0;
+      const uint16_t h = quant::F32ToF16(d);
+      std::memcpy(block, &h, 2);
+      for (int i = 0; i < 32; ++i) {
+        block[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(row[b + i] * inv)));
+      }
+    }
+  }
+  return out;
+}
+
+Int8Weights::Int8Weights(ActivationMode mode, bool quantize_float, bool panels)
+    : quantize_float_(quantize_float && mode == ActivationMode::kInt8),
+      panels_(panels && mode == ActivationMode::kInt8 && ActiveIsa() == Isa::kAvx2) {}
+
+const TensorView* Int8Weights::Use(const TensorView* w) {
+  if (quantize_float_) {
+    std::vector<uint8_t> q8 = QuantizeToQ8_0(*w);
+    if (!q8.empty()) {
+      TensorView& view = views_.emplace_back(*w);
+      view.type = GgmlType::kQ8_0;
+      view.data = q8.data();
+      view.nbytes = static_cast<int64_t>(q8.size());
+      q8_.push_back(std::move(q8));  // moving keeps the bytes where view.data points
+      w = &view;
+    }
+  }
+  if (panels_) {
+    PanelWeights packed = PanelWeights::Pack(*w);
+    if (!packed.empty()) {
+      TensorView& view = views_.emplace_back(*w);
+      view.panels = packed.data();
+      packed_.push_back(std::move(packed));
+      w = &view;
+    }
+  }
+  return w;
+}
 
 void DequantizeRow(const TensorView& w, int64_t row, float* out) {
   const TypeKernels& k = KernelsFor(w);

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <vector>
 
 #include "common/engine/backend/cpu/cpu_isa.h"
 #include "common/engine/tensor/tensor.h"
@@ -68,6 +70,34 @@ class PanelWeights {
     void operator()(uint8_t* p) const;
   };
   std::unique_ptr<uint8_t, Free> data_;
+};
+
+// w (BF16, F16 or F32, rows of a multiple of 32 elements) as Q8_0 rows
+// (GGUF's block layout, RowBytes(kQ8_0, cols) a row), for a model stored in
+// a float type whose matmuls should take the int8 kernels (a draft model
+// trained and saved in bf16). Each block of 32 rounds as llama.cpp's
+// quantizer does: d = max|x| / 127 stored as f16, q = round(x / d). Empty
+// when w's type or row length does not allow it.
+std::vector<uint8_t> QuantizeToQ8_0(const TensorView& w);
+
+// The copies of weights a model or drafter makes at load for the int8
+// kernels, owned here: in kInt8 mode, float weights as Q8_0
+// (QuantizeToQ8_0) when quantize_float, then weights of a panel type in
+// panels (PanelWeights) when panels and the active ISA is AVX2. Use returns
+// the view matmuls should read for w: a copy's, or w itself when nothing
+// applies. The views live as long as this object. Not thread-safe while
+// Use runs; the views are immutable.
+class Int8Weights {
+ public:
+  Int8Weights(ActivationMode mode, bool quantize_float, bool panels);
+  const TensorView* Use(const TensorView* w);
+
+ private:
+  bool quantize_float_;
+  bool panels_;
+  std::deque<TensorView> views_;
+  std::vector<std::vector<uint8_t>> q8_;
+  std::vector<PanelWeights> packed_;
 };
 
 // out[cols] = row `row` of w, de-quantized (embedding lookups).

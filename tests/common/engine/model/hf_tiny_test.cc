@@ -76,8 +76,10 @@ Reference ReadReference(const std::string& dir) {
 
 // The prompt in one forward, then each later token alone; logits of every
 // position, [tokens.size(), vocab]. Empty on failure (after a test failure).
-std::vector<float> RunDecode(const std::string& dir, const Reference& ref) {
-  auto model_or = Model::Load(dir, {.mode = cpu::ActivationMode::kExact, .threads = 2});
+std::vector<float> RunDecode(const std::string& dir, const Reference& ref,
+                             const ModelOptions& options = {.mode = cpu::ActivationMode::kExact,
+                                                            .threads = 2}) {
+  auto model_or = Model::Load(dir, options);
   EXPECT_TRUE(model_or.ok()) << model_or.status();
   if (!model_or.ok()) return {};
   Model& model = **model_or;
@@ -165,6 +167,31 @@ TEST(HfTinyBf16Test, CloseToF32Model) {
   std::printf("llama_bf16 vs f32 llama: dspark %.3g, transformers %.3g (max |d| / max |ref|)\n",
               e.rel, ref_gap.rel);
   EXPECT_LE(e.rel, kBf16VsF32Tolerance);
+}
+
+// quantize_float_weights: the bf16 model's projections and head as Q8_0,
+// int8 activations (the draft-model drafter's setting). Q8_0 rounds each
+// weight to 1/254 of its block's range and the activations likewise, so the
+// logits move by about 1% of their range; 5e-2 leaves room and still fails
+// on a wrong scale or layout (those move logits by their whole range).
+TEST(HfTinyQ8_0Test, QuantizedFloatWeightsStayClose) {
+  constexpr double kQ8_0Tolerance = 5e-2;
+  const std::string dir = TinyDir("llama_bf16");
+  const Reference ref = ReadReference(dir);
+  ASSERT_FALSE(ref.tokens.empty());
+  const ModelOptions quantized{
+      .mode = cpu::ActivationMode::kInt8, .threads = 2, .quantize_float_weights = true};
+  auto plain = Model::Load(dir, {.mode = cpu::ActivationMode::kInt8, .threads = 2});
+  auto q8 = Model::Load(dir, quantized);
+  ASSERT_TRUE(plain.ok() && q8.ok());
+  // Q8_0 is 34 bytes per 32 weights against bf16's 64.
+  EXPECT_LT((*q8)->WeightBytesPerToken(), (*plain)->WeightBytesPerToken() * 6 / 10);
+  const std::vector<float> got = RunDecode(dir, ref, quantized);
+  ASSERT_EQ(got.size(), ref.logits.size());
+  const Error e = Compare(got, ref.logits, ref.vocab, kQ8_0Tolerance);
+  std::printf("llama_bf16 with Q8_0 weights vs transformers: %.3g (max |d| / max |ref|)\n", e.rel);
+  EXPECT_LE(e.rel, kQ8_0Tolerance);
+  EXPECT_GT(e.rel, 0.0) << "the weights were not quantized";
 }
 
 }  // namespace

@@ -3,37 +3,17 @@
 #include <cstring>
 #include <random>
 
+#include "common/engine/backend/cpu/quant/simd.h"
+
 namespace dspark::engine::cpu::testing {
 namespace {
 
 void PutF16(uint8_t* p, float f) {
-  const uint16_t h = F32ToF16(f);
+  const uint16_t h = quant::F32ToF16(f);
   std::memcpy(p, &h, 2);
 }
 
 }  // namespace
-
-uint16_t F32ToF16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000;
-  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xFF) - 127 + 15;
-  uint32_t mant = x & 0x7FFFFF;
-  if (exp >= 31) return static_cast<uint16_t>(sign | 0x7C00);
-  if (exp <= 0) {  // subnormal half (or zero)
-    if (exp < -10) return static_cast<uint16_t>(sign);
-    mant |= 0x800000;
-    const int shift = 14 - exp;
-    uint32_t h = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  uint32_t h = (static_cast<uint32_t>(exp) << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1FFF;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;  // may carry into exp: still right
-  return static_cast<uint16_t>(sign | h);
-}
 
 void FillRandomBlocks(GgmlType type, uint8_t* bytes, int64_t nbytes, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -23,7 +23,4 @@ RandomWeights MakeRandomWeights(GgmlType type, int64_t rows, int64_t cols, uint6
 // Fills `bytes` (a whole number of blocks of `type`) with random blocks.
 void FillRandomBlocks(GgmlType type, uint8_t* bytes, int64_t nbytes, uint64_t seed);
 
-// Round-to-nearest-even float -> IEEE half (finite inputs in half range).
-uint16_t F32ToF16(float f);
-
 }  // namespace dspark::engine::cpu::testing

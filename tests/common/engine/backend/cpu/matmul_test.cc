@@ -2,6 +2,7 @@
 // against a double-precision reference, and bit-for-bit batch invariance.
 #include "common/engine/backend/cpu/matmul.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -367,6 +368,49 @@ TEST(PanelWeightsTest, OnlyForPanelTypesAndWholePanels) {
   EXPECT_TRUE(PanelWeights::Pack(MakeRandomWeights(GgmlType::kQ4_1, 33, 64, 1).view).empty());
   EXPECT_TRUE(PanelWeights::Pack(MakeRandomWeights(GgmlType::kQ4_K, 32, 256, 1).view).empty());
   EXPECT_TRUE(PanelWeights::Pack(MakeRandomWeights(GgmlType::kF16, 32, 64, 1).view).empty());
+}
+
+// Each element of the Q8_0 copy is its block's f16 scale times an integer
+// within half a step of x / d, d = max|x| / 127: so |x - q d16| <= d / 2
+// plus what rounding d to f16 moves the 127-step end (2^-11 relative).
+TEST(QuantizeToQ8_0Test, RoundsEachBlockToItsRange) {
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16}) {
+    SCOPED_TRACE(TypeInfo(type).name);
+    RandomWeights w = MakeRandomWeights(type, 5, 96, 3);
+    if (type == GgmlType::kF32) std::memset(w.bytes.data(), 0, 32 * 4);  // a zero block
+    const std::vector<uint8_t> q8 = QuantizeToQ8_0(w.view);
+    ASSERT_EQ(q8.size(), static_cast<size_t>(5 * RowBytes(GgmlType::kQ8_0, 96)));
+    TensorView qv = w.view;
+    qv.type = GgmlType::kQ8_0;
+    qv.data = q8.data();
+    qv.nbytes = static_cast<int64_t>(q8.size());
+    std::vector<float> x(96), y(96);
+    for (int64_t r = 0; r < 5; ++r) {
+      DequantizeRow(w.view, r, x.data());
+      DequantizeRow(qv, r, y.data());
+      for (int b = 0; b < 96; b += 32) {
+        float amax = 0;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b + i]));
+        const float bound = amax / 127 / 2 + amax * 0x1p-10f;
+        for (int i = 0; i < 32; ++i) {
+          EXPECT_LE(std::fabs(x[b + i] - y[b + i]), bound) << "row " << r << " col " << b + i;
+        }
+      }
+    }
+    if (type == GgmlType::kF32) {
+      for (int i = 0; i < 34; ++i) EXPECT_EQ(q8[i], 0) << "zero block byte " << i;
+    }
+  }
+}
+
+TEST(QuantizeToQ8_0Test, OnlyFloatTypesWithWholeBlocks) {
+  EXPECT_TRUE(QuantizeToQ8_0(MakeRandomWeights(GgmlType::kQ4_0, 4, 64, 1).view).empty());
+  EXPECT_TRUE(QuantizeToQ8_0(MakeRandomWeights(GgmlType::kQ8_0, 4, 64, 1).view).empty());
+  RandomWeights odd = MakeRandomWeights(GgmlType::kF32, 4, 64, 1);
+  odd.view.shape = {8, 32};  // rows of 32: quantizable
+  EXPECT_FALSE(QuantizeToQ8_0(odd.view).empty());
+  odd.view.shape = {16, 16};  // rows of 16: not
+  EXPECT_TRUE(QuantizeToQ8_0(odd.view).empty());
 }
 
 TEST(DequantizeRowTest, PicksTheRow) {
