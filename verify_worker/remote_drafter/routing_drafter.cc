@@ -290,19 +290,26 @@ absl::Status RoutingDrafter::Fork(drafter::SessionId child, drafter::SessionId p
     return absl::InvalidArgumentError(absl::StrCat("unknown parent session ", parent));
   }
   Worker* worker = Attached(parent, parent_route->second);
-  if (worker == nullptr) {
+  auto assigned = assigned_.find(child);
+  const std::string child_address = assigned == assigned_.end() ? "" : assigned->second;
+  // A child named no draft worker does not draft: it forks detached, like
+  // its parent may be, and the engine still shares the prefix's KV (refusing
+  // made every request of a cluster without draft workers prefill its whole
+  // prompt). A child that is to draft needs its parent's state on its worker.
+  if (worker == nullptr && !child_address.empty()) {
     return absl::UnimplementedError(
         absl::StrCat("parent session ", parent, " has no draft worker to fork on"));
   }
-  auto assigned = assigned_.find(child);
-  const std::string child_address = assigned == assigned_.end() ? "" : assigned->second;
-  if (child_address != worker->address) {
+  if (worker != nullptr && child_address != worker->address) {
     return absl::UnimplementedError(absl::StrCat("cannot fork session ", parent, " on ",
                                                  worker->address, " into a session on '",
                                                  child_address, "'"));
   }
-  std::shared_ptr<Worker> shared = parent_route->second.worker;
-  DSPARK_RETURN_IF_ERROR(worker->remote->Fork(child, parent, prefix_len));
+  std::shared_ptr<Worker> shared;
+  if (worker != nullptr) {
+    shared = parent_route->second.worker;
+    DSPARK_RETURN_IF_ERROR(worker->remote->Fork(child, parent, prefix_len));
+  }
   // The child's tail: what the parent kept of its first prefix_len tokens.
   const Tail& from = parent_route->second.tail;
   Tail tail;
@@ -319,7 +326,7 @@ absl::Status RoutingDrafter::Fork(drafter::SessionId child, drafter::SessionId p
                          from.features.begin() + b * from.row);
   }
   routes_[child] = {
-      .address = worker->address, .worker = std::move(shared), .tail = std::move(tail)};
+      .address = child_address, .worker = std::move(shared), .tail = std::move(tail)};
   assigned_.erase(child);
   return absl::OkStatus();
 }

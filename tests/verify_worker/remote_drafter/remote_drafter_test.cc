@@ -344,6 +344,26 @@ TEST(RoutingDrafterTest, SplitsBatchesByWorkerAndForksOnlyWithinOne) {
   EXPECT_EQ(routing.attached_sessions(), 5);
 }
 
+// Without a draft worker (none assigned, as in a cluster without draft
+// workers) a session forks detached, so the engine shares the prefix's KV;
+// a child that is to draft on a worker still needs its parent there.
+TEST(RoutingDrafterTest, ForksDetachedWhenNoWorkerIsNamed) {
+  InProcessDraftWorker a(Ngram(), {});
+  ASSERT_TRUE(a.ok());
+  RoutingDrafter routing({.max_block = 7});
+  ASSERT_TRUE(routing.Open(1).ok());  // never assigned: detached
+  ASSERT_TRUE(routing.Extend(1, Context(1), {}).ok());
+  ASSERT_TRUE(routing.Fork(2, 1, 20).ok());
+  std::vector<DraftBlock> got;
+  ASSERT_TRUE(routing.Draft({Req(2, 12)}, &got).ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].tokens.empty());  // detached: drafts nothing
+  routing.Assign(3, a.address());
+  EXPECT_EQ(routing.Fork(3, 1, 20).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(routing.Fork(2, 1, 20).code(), absl::StatusCode::kInvalidArgument);  // open already
+  EXPECT_EQ(routing.attached_sessions(), 0);
+}
+
 // Draft in two halves: a ticket is collected once; unknown or spent
 // tickets are InvalidArgument.
 TEST(RoutingDrafterTest, TicketsAreCollectedOnce) {
