@@ -51,7 +51,8 @@ DsparkDrafter::~DsparkDrafter() = default;
 absl::StatusOr<std::unique_ptr<DsparkDrafter>> DsparkDrafter::Load(
     const std::string& dir, engine::Model* target, const DsparkDrafterOptions& options) {
   if (target == nullptr) return absl::InvalidArgumentError("DsparkDrafter needs a target model");
-  if (options.max_context_tokens <= 0 || options.kv_block_size <= 0) {
+  if (options.max_context_tokens <= 0 || options.kv_block_size <= 0 ||
+      options.max_pending_tokens <= 0) {
     return absl::InvalidArgumentError("DsparkDrafterOptions: sizes must be positive");
   }
   DSPARK_ASSIGN_OR_RETURN(auto ckpt, DsparkCheckpoint::Open(dir));
@@ -148,14 +149,20 @@ int64_t DsparkDrafter::head_vocab() const {
 
 int64_t DsparkDrafter::ContextLength(SessionId session) const {
   auto it = sessions_.find(session);
-  return it == sessions_.end() ? -1 : kv_.Length(it->second);
+  if (it == sessions_.end()) return -1;
+  return kv_.Length(it->second.seq) +
+         static_cast<int64_t>(it->second.pending.size()) / feature_dim();
+}
+
+int64_t DsparkDrafter::feature_dim() const {
+  return static_cast<int64_t>(config().target_layer_ids.size()) * config().target_hidden_size;
 }
 
 absl::Status DsparkDrafter::Open(SessionId session) {
   if (sessions_.contains(session)) {
     return absl::AlreadyExistsError(absl::StrCat("session ", session, " is already open"));
   }
-  sessions_[session] = kv_.CreateSequence();
+  sessions_[session] = Session{.seq = kv_.CreateSequence()};
   return absl::OkStatus();
 }
 
@@ -166,20 +173,22 @@ absl::Status DsparkDrafter::Fork(SessionId child, SessionId parent, int64_t pref
   if (sessions_.contains(child)) {
     return absl::AlreadyExistsError(absl::StrCat("session ", child, " is already open"));
   }
-  if (prefix_len < 0 || prefix_len > kv_.Length(it->second)) {
+  if (prefix_len < 0 || prefix_len > ContextLength(parent)) {
     return absl::InvalidArgumentError(
         absl::StrCat("prefix ", prefix_len, " beyond session ", parent));
   }
+  Session* p = &it->second;
+  Flush(absl::MakeConstSpan(&p, 1));
   // The context keys/values of the prefix are shared copy-on-write.
-  DSPARK_ASSIGN_OR_RETURN(engine::SeqId seq, kv_.ForkSequence(it->second, prefix_len));
-  sessions_[child] = seq;
+  DSPARK_ASSIGN_OR_RETURN(engine::SeqId seq, kv_.ForkSequence(p->seq, prefix_len));
+  sessions_[child] = Session{.seq = seq};
   return absl::OkStatus();
 }
 
 void DsparkDrafter::Close(SessionId session) {
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return;
-  kv_.FreeSequence(it->second);
+  kv_.FreeSequence(it->second.seq);
   sessions_.erase(it);
 }
 
@@ -189,59 +198,89 @@ absl::Status DsparkDrafter::Extend(SessionId session, absl::Span<const int32_t> 
   if (it == sessions_.end()) {
     return absl::InvalidArgumentError(absl::StrCat("unknown session ", session));
   }
-  const DsparkConfig& c = config();
   const int64_t n = static_cast<int64_t>(tokens.size());
-  const int64_t feature_dim =
-      static_cast<int64_t>(c.target_layer_ids.size()) * c.target_hidden_size;
-  if (static_cast<int64_t>(features.size()) != n * feature_dim) {
+  if (static_cast<int64_t>(features.size()) != n * feature_dim()) {
     return absl::InvalidArgumentError(absl::StrCat("Extend: ", features.size(),
                                                    " feature values for ", n, " tokens, want ", n,
-                                                   " x ", feature_dim));
+                                                   " x ", feature_dim()));
   }
   for (int32_t t : tokens) {
-    if (t < 0 || t >= c.vocab_size) {
+    if (t < 0 || t >= config().vocab_size) {
       return absl::InvalidArgumentError(
           absl::StrCat("Extend: token ", t, " outside the vocabulary"));
     }
   }
   if (n == 0) return absl::OkStatus();
-  const SeqId seq = it->second;
-  const int64_t len = kv_.Length(seq);
-  DSPARK_RETURN_IF_ERROR(kv_.Reserve(seq, len + n));  // changes nothing on failure
-
-  // ctx [n, hidden] = RMSNorm(fc(F)) * hidden_norm.
-  const DsparkWeights& w = ckpt_->weights();
-  std::vector<float> ctx(n * c.hidden_size);
-  engine::cpu::MatMul(*fc_, features.data(), n, ctx.data(), target_->mode(),
-                      target_->thread_pool());
-  for (int64_t r = 0; r < n; ++r) {
-    float* row = &ctx[r * c.hidden_size];
-    engine::RmsNorm(row, w.hidden_norm.data(), 0.0f, c.hidden_size, c.rms_norm_eps, row);
+  Session* s = &it->second;
+  // Room for the pending rows is taken now, so that Flush cannot fail.
+  DSPARK_RETURN_IF_ERROR(kv_.Reserve(s->seq, ContextLength(session) + n));
+  s->pending.insert(s->pending.end(), features.begin(), features.end());
+  if (static_cast<int64_t>(s->pending.size()) >= options_.max_pending_tokens * feature_dim()) {
+    Flush(absl::MakeConstSpan(&s, 1));
   }
-  WriteContextKv(ctx.data(), n, seq, len);
-  kv_.SetLength(seq, len + n);
   return absl::OkStatus();
 }
 
-void DsparkDrafter::WriteContextKv(const float* ctx, int64_t n, SeqId seq, int64_t pos0) {
+void DsparkDrafter::Flush(absl::Span<Session* const> sessions) {
   const DsparkConfig& c = config();
+  const int64_t fdim = feature_dim();
+  // The rows of every session with pending context, session after session.
+  struct Segment {
+    Session* s;
+    int64_t row0, rows, pos0;
+  };
+  std::vector<Segment> segments;
+  int64_t n = 0;
+  for (Session* s : sessions) {
+    const int64_t rows = static_cast<int64_t>(s->pending.size()) / fdim;
+    if (rows == 0) continue;
+    segments.push_back({s, n, rows, kv_.Length(s->seq)});
+    n += rows;
+  }
+  if (n == 0) return;
+  std::vector<float> gathered;  // the features of several sessions side by side
+  const float* features = segments[0].s->pending.data();
+  if (segments.size() > 1) {
+    gathered.reserve(n * fdim);
+    for (const Segment& g : segments) {
+      gathered.insert(gathered.end(), g.s->pending.begin(), g.s->pending.end());
+    }
+    features = gathered.data();
+  }
+  const engine::cpu::ActivationMode mode = target_->mode();
+  engine::cpu::ThreadPool* pool = target_->thread_pool();
+  // ctx [n, hidden] = RMSNorm(fc(F)) * hidden_norm.
+  std::vector<float> ctx(n * c.hidden_size);
+  engine::cpu::MatMul(*fc_, features, n, ctx.data(), mode, pool);
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = &ctx[r * c.hidden_size];
+    engine::RmsNorm(row, ckpt_->weights().hidden_norm.data(), 0.0f, c.hidden_size, c.rms_norm_eps,
+                    row);
+  }
+  // Each layer's context K = RoPE(k_norm(k_proj(ctx))), V = v_proj(ctx).
   const int64_t hd = c.head_dim, kv_dim = c.num_key_value_heads * hd;
   const engine::RopeParams rope{.neox = true, .base = c.rope_theta};
   std::vector<float> k(n * kv_dim), v(n * kv_dim);  // [n, kv_heads * head_dim]
   for (int li = 0; li < c.num_hidden_layers; ++li) {
     const DsparkLayerWeights& l = ckpt_->weights().layers[li];
-    const LayerMatrices& m = mats_[li];
-    engine::cpu::MatMul(*m.k, ctx, n, k.data(), target_->mode(), target_->thread_pool());
-    engine::cpu::MatMul(*m.v, ctx, n, v.data(), target_->mode(), target_->thread_pool());
-    for (int64_t r = 0; r < n; ++r) {
-      float* kr = &k[r * kv_dim];
-      for (int h = 0; h < c.num_key_value_heads; ++h) {
-        engine::RmsNorm(kr + h * hd, l.k_norm.data(), 0.0f, hd, c.rms_norm_eps, kr + h * hd);
+    engine::cpu::MatMul(*mats_[li].k, ctx.data(), n, k.data(), mode, pool);
+    engine::cpu::MatMul(*mats_[li].v, ctx.data(), n, v.data(), mode, pool);
+    for (const Segment& g : segments) {
+      for (int64_t r = 0; r < g.rows; ++r) {
+        float* kr = &k[(g.row0 + r) * kv_dim];
+        for (int h = 0; h < c.num_key_value_heads; ++h) {
+          engine::RmsNorm(kr + h * hd, l.k_norm.data(), 0.0f, hd, c.rms_norm_eps, kr + h * hd);
+        }
+        engine::ApplyRope(kr, c.num_key_value_heads, c.head_dim, g.pos0 + r, rope);
+        std::memcpy(kv_.Key(li, g.s->seq, g.pos0 + r), kr, kv_dim * sizeof(float));
+        std::memcpy(kv_.Value(li, g.s->seq, g.pos0 + r), &v[(g.row0 + r) * kv_dim],
+                    kv_dim * sizeof(float));
       }
-      engine::ApplyRope(kr, c.num_key_value_heads, c.head_dim, pos0 + r, rope);
-      std::memcpy(kv_.Key(li, seq, pos0 + r), kr, kv_dim * sizeof(float));
-      std::memcpy(kv_.Value(li, seq, pos0 + r), &v[r * kv_dim], kv_dim * sizeof(float));
     }
+  }
+  for (const Segment& g : segments) {
+    kv_.SetLength(g.s->seq, g.pos0 + g.rows);
+    g.s->pending.clear();
   }
 }
 
@@ -363,16 +402,20 @@ absl::Status DsparkDrafter::DraftWithLogits(absl::Span<const DraftRequest> reque
   if (logits_out != nullptr) logits_out->assign(N * B * V, 0.0f);
   if (N == 0) return absl::OkStatus();
 
+  // The drafted sessions' held-back context first, in one batch.
+  std::vector<Session*> drafted;
+  for (const DraftRequest& r : requests) drafted.push_back(&sessions_.at(r.session));
+  Flush(drafted);
   // The full B-slot block for every request, whatever its max_tokens: the
   // block's attention is bidirectional, so a shorter block would change the
   // draft.
   BlockPlan plan;
   plan.num_requests = N;
-  for (const DraftRequest& r : requests) {
-    const SeqId seq = sessions_.at(r.session);
+  for (int64_t i = 0; i < N; ++i) {
+    const SeqId seq = drafted[i]->seq;
     plan.seq.push_back(seq);
     plan.ctx_len.push_back(kv_.Length(seq));
-    plan.ids.push_back(r.last_token);
+    plan.ids.push_back(requests[i].last_token);
     plan.ids.insert(plan.ids.end(), B - 1, c.mask_token_id);
   }
   std::vector<float> hfinal;  // [N * B, dim]

@@ -68,6 +68,11 @@ struct DsparkDrafterOptions {
   int64_t max_context_tokens = 32768;
   // KV cache page size in tokens. Default 16.
   int kv_block_size = 16;
+  // Context tokens a session may hold back: Extend keeps the features and
+  // turns them into keys/values at the session's next Draft or Fork, in one
+  // pass with the other drafted sessions' (a session whose drafts are paused
+  // costs no compute), or once this many are waiting. >= 1. Default 64.
+  int64_t max_pending_tokens = 64;
 };
 
 class DsparkDrafter : public Drafter {
@@ -103,11 +108,18 @@ class DsparkDrafter : public Drafter {
   // Columns of the head's logits: draft_vocab_size with a d2t, else the
   // target vocabulary.
   int64_t head_vocab() const;
-  // Context tokens a session holds (its L); -1 for an unknown session.
+  // Context tokens a session holds (its L, pending ones included); -1 for an
+  // unknown session.
   int64_t ContextLength(SessionId session) const;
 
  private:
   struct BlockPlan;
+  struct Session {
+    engine::SeqId seq = -1;
+    // [pending rows, feature_dim()]: context features whose keys/values are
+    // not written yet (room for them is reserved in kv_).
+    std::vector<float> pending;
+  };
   DsparkDrafter(std::unique_ptr<DsparkCheckpoint> ckpt, engine::Model* target,
                 const DsparkDrafterOptions& options);
   static absl::Status CheckTarget(const DsparkCheckpoint& ckpt, const engine::Model& target);
@@ -115,14 +127,16 @@ class DsparkDrafter : public Drafter {
   absl::Status ValidateRequests(absl::Span<const DraftRequest> requests) const;
   // The block forward: x [rows, hidden] -> hfinal [rows, hidden].
   void RunBlock(const BlockPlan& plan, std::vector<float>* hidden);
-  // Context keys/values for `n` rows ctx [n, hidden] at positions pos0.. of seq.
-  void WriteContextKv(const float* ctx, int64_t n, engine::SeqId seq, int64_t pos0);
+  int64_t feature_dim() const;
+  // Writes the pending context of `sessions` into kv_: fc, norm and every
+  // layer's keys/values as one batch of rows.
+  void Flush(absl::Span<Session* const> sessions);
 
   std::unique_ptr<DsparkCheckpoint> ckpt_;
   engine::Model* target_;
   DsparkDrafterOptions options_;
   engine::KvCache kv_;  // one sequence per session
-  absl::flat_hash_map<SessionId, engine::SeqId> sessions_;
+  absl::flat_hash_map<SessionId, Session> sessions_;
   // The matrices as the kernels read them: the checkpoint's in exact mode;
   // in int8 mode their Q8_0 copies (panel-packed on AVX2), owned by int8_,
   // as for a target stored in a float type (ModelOptions::quantize_float_weights).

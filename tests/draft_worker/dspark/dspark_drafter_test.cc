@@ -385,6 +385,60 @@ TEST_F(DsparkDrafterTest, ExtendInPiecesEqualsExtendAtOnce) {
   EXPECT_EQ(la, lb);
 }
 
+// Extend holds context back until a session drafts or forks (or the cap):
+// the drafts are those of a drafter that writes every Extend at once, bit
+// for bit, whatever the order of extends, drafts and forks.
+TEST_F(DsparkDrafterTest, HeldBackContextGivesTheSameDrafts) {
+  const std::string ckpt = WriteCheckpoint(dspark::testing::TinyDrafterConfig({}));
+  auto eager = DsparkDrafter::Load(ckpt, target_, {.max_pending_tokens = 1});
+  auto lazy = DsparkDrafter::Load(ckpt, target_, {.max_pending_tokens = 8});
+  ASSERT_TRUE(eager.ok() && lazy.ok());
+  uint64_t seed = 100;
+  std::vector<DraftBlock> a, b;
+  std::vector<float> la, lb;
+  const auto extend = [&](SessionId s, int n) {
+    std::vector<float> f = dspark::testing::RandomFloats(n * FeatureDim(), ++seed, 2.0f);
+    const std::vector<int32_t> tokens(n, 5);
+    ASSERT_TRUE((*eager)->Extend(s, tokens, f).ok());
+    ASSERT_TRUE((*lazy)->Extend(s, tokens, f).ok());
+    EXPECT_EQ((*lazy)->ContextLength(s), (*eager)->ContextLength(s));
+  };
+  const auto same_drafts = [&](std::vector<DraftRequest> requests) {
+    ASSERT_TRUE((*eager)->DraftWithLogits(requests, &a, &la).ok());
+    ASSERT_TRUE((*lazy)->DraftWithLogits(requests, &b, &lb).ok());
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].tokens, b[i].tokens);
+      EXPECT_EQ(a[i].confidence, b[i].confidence);
+    }
+    EXPECT_EQ(la, lb);
+  };
+  for (SessionId s : {1, 2, 3}) {
+    ASSERT_TRUE((*eager)->Open(s).ok());
+    ASSERT_TRUE((*lazy)->Open(s).ok());
+  }
+  extend(1, 5);
+  extend(2, 3);
+  extend(3, 20);  // past the cap: written at once
+  same_drafts({{.session = 1, .last_token = 8, .max_tokens = kB},
+               {.session = 2, .last_token = 9, .max_tokens = 3}});
+  for (int step = 0; step < 11; ++step) {  // 2 drafts, 1 and 3 hold back (3 crosses the cap)
+    extend(1, 1 + step % 2);
+    extend(2, 1);
+    extend(3, 1);
+    same_drafts({{.session = 2, .last_token = 4, .max_tokens = kB}});
+  }
+  // A fork of a session holding context back, then all three in one call.
+  ASSERT_TRUE((*eager)->Fork(4, 1, 10).ok());
+  ASSERT_TRUE((*lazy)->Fork(4, 1, 10).ok());
+  extend(4, 2);
+  extend(1, 1);
+  same_drafts({{.session = 3, .last_token = 1, .max_tokens = kB},
+               {.session = 4, .last_token = 2, .max_tokens = kB},
+               {.session = 1, .last_token = 3, .max_tokens = 2}});
+  EXPECT_EQ((*lazy)->ContextLength(4), 12);
+}
+
 TEST_F(DsparkDrafterTest, SampledDraftsCarryTheirDistribution) {
   auto d = LoadDefault();
   ASSERT_NE(d, nullptr);
