@@ -29,8 +29,10 @@ struct SpecEngine::Sequence {
   // Tokens worth drafting next step: a little more than the scheduler chose
   // last time, so an expensive drafter is not run for blocks nobody verifies.
   int draft_hint = SpecCounters::kMaxPositions;
-  int draft_backoff = 0;  // last pause of drafting, in steps
-  int skip_drafts = 0;    // steps left in the current pause
+  // Pause of drafting, in steps (0 or a power of two): while paused the
+  // sequence drafts only in steps numbered a multiple of it, so paused
+  // sequences probe together and few steps wait for a drafter.
+  int draft_backoff = 0;
   std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
   SpecCounters counters;
 };

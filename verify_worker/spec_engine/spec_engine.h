@@ -205,6 +205,10 @@ class SpecEngine {
   // its running average over steps that drafted.
   double last_verify_share_ = 0;
   double verify_share_ = 0;
+  // The pause a sequence starts decoding with: 0 while drafting pays,
+  // doubling (to kMaxDraftBackoff) over steps whose drafts did not pay, so a
+  // new request does not make the next step wait for a draft nobody uses.
+  int draft_pause_ = 0;
 };
 
 }  // namespace dspark::spec

@@ -68,10 +68,8 @@ int SpecEngine::DraftCap(const Sequence& s) const {
 std::optional<drafter::DraftRequest> SpecEngine::NextDraftRequest(Sequence& s) {
   const int cap = DraftCap(s);
   if (cap == 0) return std::nullopt;
-  if (s.skip_drafts > 0) {  // backing off an expensive drafter nobody verifies
-    --s.skip_drafts;
-    return std::nullopt;
-  }
+  // Backing off an expensive drafter whose blocks do not pay: probes only.
+  if (s.draft_backoff > 0 && steps_ % s.draft_backoff != 0) return std::nullopt;
   drafter::DraftRequest r{.session = s.id,
                           .last_token = s.generated.back(),
                           .max_tokens = cap,
@@ -287,8 +285,10 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   // blocks only break even would be paid for with r.) When a drafter costs
   // more than a few percent of a step and its blocks go unverified or do
   // not pay, it pauses for a doubling number of steps (probing after each
-  // pause). All of this depends on drafts, past verdicts and timings, never
-  // on this step's verdict.
+  // pause, in steps that the paused sequences share), and a sequence that
+  // starts decoding takes the pause of the engine's last drafting step. All
+  // of this depends on drafts, past verdicts and timings, never on this
+  // step's verdict.
   const bool adaptive = scheduler_ != nullptr && scheduler_->kind() == "confidence";
   const double draft_share = draft_seconds_ / std::max(forward_seconds_, 1e-9);
   const bool expensive = draft_share > 0.05;
@@ -296,6 +296,10 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   for (const drafter::DraftBlock& b : blocks) drafted_any = drafted_any || !b.tokens.empty();
   if (drafted_any) verify_share_ = 0.9 * verify_share_ + 0.1 * last_verify_share_;
   const bool pays = accepted_per_draft_ > draft_share + verify_share_;
+  if (adaptive && drafted_any) {
+    draft_pause_ =
+        expensive && !pays ? std::min(std::max(1, 2 * draft_pause_), kMaxDraftBackoff) : 0;
+  }
   for (size_t i = 0; i < decoding.size() && adaptive; ++i) {
     Sequence& s = *decoding[i];
     if (offered[i].empty() && blocks[i].tokens.empty()) continue;  // nothing drafted: keep the hint
@@ -305,7 +309,6 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
       s.draft_backoff = 0;
     } else {
       s.draft_backoff = std::min(std::max(1, 2 * s.draft_backoff), kMaxDraftBackoff);
-      s.skip_drafts = s.draft_backoff;
     }
   }
   for (size_t i = 0; i < decoding.size(); ++i) {
@@ -383,6 +386,7 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
             engine::SampleToken(&out.logits[logit_at * vocab], vocab, s.req.sampling, 0);
         logit_at += 1;
         s.has_last = true;
+        s.draft_backoff = draft_pause_;
         done = EmitToken(s, t, &e);
       }
     } else {
