@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -70,10 +71,16 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   // costs nothing extra since they load concurrently.
   std::vector<std::pair<Process, std::vector<std::string>>> pending;
   for (int i = 0; i < options.draft_workers; ++i) {
-    // All processes share this machine's cores: a draft worker with its own
-    // full thread pool preempts the verify worker's (the critical path), so
-    // it gets one thread unless its flags say otherwise (later flags win).
-    std::vector<std::string> args = {model_flag, "--threads=1"};
+    // All processes share this machine's cores. A draft worker computes
+    // while the verify worker waits for its drafts (its DSpark drafter holds
+    // context back until a session drafts), so it gets every core; under
+    // two-batch overlap it drafts during the verify worker's forward and
+    // would preempt it (the critical path), so it gets one thread. Its own
+    // flags win (they come later).
+    const bool overlap = std::find(options.verify_flags.begin(), options.verify_flags.end(),
+                                   "--two_batch_overlap") != options.verify_flags.end();
+    std::vector<std::string> args = {model_flag};
+    if (overlap) args.push_back("--threads=1");
     args.insert(args.end(), options.draft_flags.begin(), options.draft_flags.end());
     pending.push_back({Process{.role = Role::kDraft, .index = i}, args});
   }
