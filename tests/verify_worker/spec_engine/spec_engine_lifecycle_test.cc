@@ -4,7 +4,9 @@
 // sharing with finished and running requests; stop ids, max_tokens and stop
 // strings that end a request in the middle of a drafted block stop at exactly
 // the token Generate stops at; bad input to Add is InvalidArgument and the
-// engine serves other requests afterwards. Skips when the model is not pulled.
+// engine serves other requests afterwards; an expensive drafter whose blocks
+// do not pay is paused, its probes shared by the paused sequences. Skips when
+// the model is not pulled.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,8 +18,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/engine/model/generate.h"
 #include "draft_worker/draft_model/draft_model_drafter.h"
+#include "tests/fakes/fake_drafters.h"
 #include "tests/verify_worker/spec_engine/spec_engine_test_util.h"
 #include "verify_worker/scheduler/step_scheduler.h"
 #include "verify_worker/spec_engine/spec_engine.h"
@@ -509,6 +514,84 @@ TEST(SpecEngineRobustnessTest, OutOfVocabDraftsDoNotFailRequests) {
     EXPECT_NE(out[*id].finish, FinishReason::kError)
         << "drafted id " << bad << ": " << out[*id].error;
     EXPECT_EQ(out[*id].tokens, ref) << "drafted id " << bad;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Back-off: a drafter that costs far more than its blocks earn is paused,
+// paused sequences probe together (only in steps numbered a multiple of the
+// pause), and a request that starts decoding later takes the pause at once
+// instead of making its first steps wait for drafts. Output stays exact.
+
+// Every block is the always-wrong fake's (never accepted); each Draft call
+// takes `delay` more, so drafting costs a large share of a step.
+class SlowWrongDrafter final : public drafter::Drafter {
+ public:
+  explicit SlowWrongDrafter(absl::Duration delay) : inner_(kNeverEmittedToken), delay_(delay) {}
+  std::string name() const override { return "slow-wrong"; }
+  int max_block() const override { return inner_.max_block(); }
+  absl::Status Open(drafter::SessionId session) override { return inner_.Open(session); }
+  absl::Status Extend(drafter::SessionId session, absl::Span<const int32_t> tokens,
+                      absl::Span<const float> features) override {
+    return inner_.Extend(session, tokens, features);
+  }
+  absl::Status Draft(absl::Span<const drafter::DraftRequest> requests,
+                     std::vector<drafter::DraftBlock>* blocks) override {
+    absl::SleepFor(delay_);
+    ++calls;
+    return inner_.Draft(requests, blocks);
+  }
+  void Close(drafter::SessionId session) override { inner_.Close(session); }
+
+  int64_t calls = 0;
+
+ private:
+  dspark::testing::AlwaysWrongFakeDrafter inner_;
+  absl::Duration delay_;
+};
+
+TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndLateOnesStartPaused) {
+  SKIP_WITHOUT_MODEL();
+  SlowWrongDrafter drafter(absl::Milliseconds(40));
+  auto sched =
+      scheduler::MakeStepScheduler({.kind = "confidence", .cost_table = SyntheticCostTable()});
+  ASSERT_TRUE(sched.ok()) << sched.status();
+  auto cache = m->model->NewKvCache({.max_tokens = 4096});
+  SpecEngine engine(m->model.get(), cache.get(), &drafter, sched->get(), nullptr,
+                    {.max_batch_tokens = 256, .prefill_chunk = 64});
+  std::map<RequestId, std::vector<int32_t>> prompts;
+  const auto add = [&](int begin, int max_tokens) {
+    std::vector<int32_t> prompt = Slice(*m, begin, 12);
+    auto id = engine.Add({.prompt = prompt, .max_tokens = max_tokens});
+    ASSERT_TRUE(id.ok()) << id.status();
+    prompts[*id] = std::move(prompt);
+  };
+  for (int i = 0; i < 3; ++i) add(40 * i, 110);
+  absl::flat_hash_map<RequestId, Outcome> out;
+  std::vector<int64_t> drafting_steps;  // engine steps (numbered from 1) that drafted
+  for (int64_t step = 1; engine.HasWork(); ++step) {
+    ASSERT_LT(step, 1000);
+    if (step == 41) add(200, 70);  // joins once every sequence is paused 32 steps
+    const int64_t before = drafter.calls;
+    std::vector<SpecEvent> events;
+    ASSERT_TRUE(engine.Step(&events).ok());
+    Collect(events, &out);
+    if (drafter.calls > before) drafting_steps.push_back(step);
+  }
+  // Steps 1, 2, 4, 8, 16 and 32 double the pause to 32; after that every
+  // sequence, the late one included, drafts only in steps 64 and 96.
+  std::vector<int64_t> late;
+  for (int64_t s : drafting_steps) {
+    if (s > 40) late.push_back(s);
+  }
+  EXPECT_EQ(late, (std::vector<int64_t>{64, 96}))
+      << "drafting steps: " << absl::StrJoin(drafting_steps, " ");
+  EXPECT_LE(drafting_steps.size(), 10u) << absl::StrJoin(drafting_steps, " ");
+  for (const auto& [id, prompt] : prompts) {
+    const Outcome& o = out[id];
+    EXPECT_EQ(o.tokens, Reference(*m, prompt, static_cast<int>(o.counters.generated_tokens)))
+        << "request " << id;
+    EXPECT_GT(o.counters.drafted_tokens, 0) << "request " << id << " never probed";
   }
 }
 
