@@ -163,6 +163,12 @@ void SpecEngine::Admit() {
   }
 }
 
+bool SpecEngine::WantsDrafter(const Sequence& s) {
+  if (drafter_ == nullptr || !s.req.speculation.enabled) return false;
+  if (draft_pause_ < kMaxDraftBackoff) return true;
+  return unpaid_admissions_++ % kProbeEvery == 0;
+}
+
 // Starts the sequence, forking the longest usable prefix from a cached or
 // running sequence (KV and drafter state both), else from scratch.
 void SpecEngine::Share(Sequence& s) {
@@ -186,8 +192,8 @@ void SpecEngine::Share(Sequence& s) {
   for (const CachedPrefix& c : prefix_cache_) consider(c.seq, c.session, c.tokens);
   for (const auto& r : running_) consider(r->seq, r->drafter_ok ? r->id : -1, r->kv_tokens);
 
+  const bool need_drafter = WantsDrafter(s);
   if (best >= static_cast<size_t>(std::max(1, options_.min_shared_prefix))) {
-    const bool need_drafter = drafter_ != nullptr;
     absl::Status drafter_status =
         !need_drafter        ? absl::OkStatus()
         : parent_session < 0 ? absl::FailedPreconditionError("no drafter state to share")
@@ -213,7 +219,7 @@ void SpecEngine::Share(Sequence& s) {
     }
   }
   s.seq = cache_->CreateSequence();
-  if (drafter_ != nullptr) {
+  if (need_drafter) {
     absl::Status st = drafter_->Open(s.id);
     if (!st.ok()) DSPARK_LOG(WARNING) << "drafter open failed, request " << s.id << ": " << st;
     s.drafter_ok = st.ok();

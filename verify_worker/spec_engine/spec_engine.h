@@ -144,7 +144,18 @@ class SpecEngine {
     std::vector<int> max_tokens;  // each request's
   };
 
+  // Longest pause of drafting, in steps (a power of two).
+  static constexpr int kMaxDraftBackoff = 32;
+  // While the pause is at its longest, one new sequence in this many gets a
+  // drafter session (and keeps probing); the others decode without one.
+  static constexpr int kProbeEvery = 4;
+
   void Admit();
+  // Whether the new sequence gets a drafter session: not when its request
+  // turned speculation off, nor (except every kProbeEvery-th) while drafting
+  // has not paid for long, so that such a sequence costs no context
+  // features and no drafter work at all.
+  bool WantsDrafter(const Sequence& s);
   void Share(Sequence& s);
   int64_t BlocksFor(int64_t tokens) const;
   // Sets the event's finish reason, flushes held-back text, copies counters.
@@ -209,6 +220,7 @@ class SpecEngine {
   // doubling (to kMaxDraftBackoff) over steps whose drafts did not pay, so a
   // new request does not make the next step wait for a draft nobody uses.
   int draft_pause_ = 0;
+  int64_t unpaid_admissions_ = 0;  // sequences started while the pause was longest
 };
 
 }  // namespace dspark::spec

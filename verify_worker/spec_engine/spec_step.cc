@@ -26,9 +26,6 @@ struct Work {
   drafter::DraftBlock block;
 };
 
-// Longest pause, in steps, of drafting for a sequence whose blocks go unverified.
-constexpr int kMaxDraftBackoff = 32;
-
 double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -333,7 +330,7 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
       in.tokens.insert(in.tokens.end(), w.block.tokens.begin(), w.block.tokens.begin() + w.verify);
       for (int r = 0; r <= w.verify; ++r) in.logit_rows.push_back(r);
     }
-    if (features) {
+    if (features && s.drafter_ok) {
       for (int r = 0; r < static_cast<int>(in.tokens.size()); ++r) in.feature_rows.push_back(r);
     }
     w.old_len = cache_->Length(s.seq);
@@ -373,7 +370,7 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     Sequence& s = *w.s;
     const std::vector<int32_t>& fed = batch.seqs[k].tokens;
     const float* f = features ? out.features.data() + feature_at * feature_row : nullptr;
-    feature_at += features ? fed.size() : 0;
+    feature_at += batch.seqs[k].feature_rows.size();
     SpecEvent e{.id = s.id};
     bool done = false;
     if (w.prompt_chunk > 0) {

@@ -5,8 +5,9 @@
 // strings that end a request in the middle of a drafted block stop at exactly
 // the token Generate stops at; bad input to Add is InvalidArgument and the
 // engine serves other requests afterwards; an expensive drafter whose blocks
-// do not pay is paused, its probes shared by the paused sequences. Skips when
-// the model is not pulled.
+// do not pay is paused, its probes shared by the paused sequences, and most
+// requests starting meanwhile get no drafter session. Skips when the model is
+// not pulled.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -520,8 +521,9 @@ TEST(SpecEngineRobustnessTest, OutOfVocabDraftsDoNotFailRequests) {
 // ---------------------------------------------------------------------------
 // Back-off: a drafter that costs far more than its blocks earn is paused,
 // paused sequences probe together (only in steps numbered a multiple of the
-// pause), and a request that starts decoding later takes the pause at once
-// instead of making its first steps wait for drafts. Output stays exact.
+// pause), a request that starts decoding later takes the pause at once
+// instead of making its first steps wait for drafts, and only one in
+// kProbeEvery of those gets a drafter session. Output stays exact.
 
 // Every block is the always-wrong fake's (never accepted); each Draft call
 // takes `delay` more, so drafting costs a large share of a step.
@@ -530,7 +532,10 @@ class SlowWrongDrafter final : public drafter::Drafter {
   explicit SlowWrongDrafter(absl::Duration delay) : inner_(kNeverEmittedToken), delay_(delay) {}
   std::string name() const override { return "slow-wrong"; }
   int max_block() const override { return inner_.max_block(); }
-  absl::Status Open(drafter::SessionId session) override { return inner_.Open(session); }
+  absl::Status Open(drafter::SessionId session) override {
+    ++opened;
+    return inner_.Open(session);
+  }
   absl::Status Extend(drafter::SessionId session, absl::Span<const int32_t> tokens,
                       absl::Span<const float> features) override {
     return inner_.Extend(session, tokens, features);
@@ -543,14 +548,15 @@ class SlowWrongDrafter final : public drafter::Drafter {
   }
   void Close(drafter::SessionId session) override { inner_.Close(session); }
 
-  int64_t calls = 0;
+  int64_t calls = 0;   // Draft calls
+  int64_t opened = 0;  // sessions opened
 
  private:
   dspark::testing::AlwaysWrongFakeDrafter inner_;
   absl::Duration delay_;
 };
 
-TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndLateOnesStartPaused) {
+TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndFewLateOnesDraft) {
   SKIP_WITHOUT_MODEL();
   SlowWrongDrafter drafter(absl::Milliseconds(40));
   auto sched =
@@ -571,15 +577,18 @@ TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndLateOnesStartPaused) 
   std::vector<int64_t> drafting_steps;  // engine steps (numbered from 1) that drafted
   for (int64_t step = 1; engine.HasWork(); ++step) {
     ASSERT_LT(step, 1000);
-    if (step == 41) add(200, 70);  // joins once every sequence is paused 32 steps
+    if (step == 41) {  // join once every sequence is paused 32 steps
+      for (int i = 0; i < 3; ++i) add(200 + 20 * i, 70);
+    }
     const int64_t before = drafter.calls;
     std::vector<SpecEvent> events;
     ASSERT_TRUE(engine.Step(&events).ok());
     Collect(events, &out);
     if (drafter.calls > before) drafting_steps.push_back(step);
   }
-  // Steps 1, 2, 4, 8, 16 and 32 double the pause to 32; after that every
-  // sequence, the late one included, drafts only in steps 64 and 96.
+  // Steps 2, 3, 4, 8, 16 and 32 double the pause to 32; after that every
+  // sequence, the first late one included, drafts only in steps 64 and 96.
+  // The other two late ones (of kProbeEvery) get no drafter session at all.
   std::vector<int64_t> late;
   for (int64_t s : drafting_steps) {
     if (s > 40) late.push_back(s);
@@ -587,11 +596,17 @@ TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndLateOnesStartPaused) 
   EXPECT_EQ(late, (std::vector<int64_t>{64, 96}))
       << "drafting steps: " << absl::StrJoin(drafting_steps, " ");
   EXPECT_LE(drafting_steps.size(), 10u) << absl::StrJoin(drafting_steps, " ");
-  for (const auto& [id, prompt] : prompts) {
+  EXPECT_EQ(drafter.opened, 4);
+  int n = 0;
+  for (const auto& [id, prompt] : prompts) {  // in the order added
     const Outcome& o = out[id];
     EXPECT_EQ(o.tokens, Reference(*m, prompt, static_cast<int>(o.counters.generated_tokens)))
         << "request " << id;
-    EXPECT_GT(o.counters.drafted_tokens, 0) << "request " << id << " never probed";
+    if (n++ < 4) {
+      EXPECT_GT(o.counters.drafted_tokens, 0) << "request " << id << " never probed";
+    } else {
+      EXPECT_EQ(o.counters.drafted_tokens, 0) << "request " << id << " drafted";
+    }
   }
 }
 
