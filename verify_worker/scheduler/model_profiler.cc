@@ -3,11 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status_macros.h"
@@ -146,6 +150,32 @@ absl::StatusOr<CostTable> LoadOrProfile(const std::string& path, const std::stri
       [&](int64_t n) { return runner.Measure(n); }, options.cost);
 }
 
+namespace {
+
+// "cpu=<model name> build=<size>@<mtime>" of this machine's first CPU
+// (/proc/cpuinfo) and the running executable: a table profiled on another
+// CPU, or by another build of the kernels, is not reused (tables cached by
+// an older build measured 1-token steps at twice their present time).
+std::string MachineAndBuild() {
+  namespace fs = std::filesystem;
+  std::string cpu = "unknown";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (!absl::StartsWith(line, "model name")) continue;
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos)
+      cpu = std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    break;
+  }
+  std::error_code ec, size_error, time_error;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const uintmax_t size = ec ? 0 : fs::file_size(exe, size_error);
+  const auto mtime = ec ? 0 : fs::last_write_time(exe, time_error).time_since_epoch().count();
+  return absl::StrCat("cpu=", cpu, " build=", size_error ? 0 : size, "@", time_error ? 0 : mtime);
+}
+
+}  // namespace
+
 std::string ModelIdentity(const std::string& model_path, const engine::ModelOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -175,7 +205,7 @@ std::string ModelIdentity(const std::string& model_path, const engine::ModelOpti
       options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   const char* mode = options.mode == engine::cpu::ActivationMode::kExact ? "exact" : "int8";
   return absl::StrCat(path.string(), files, " mode=", mode, " threads=", threads,
-                      " max_layers=", options.max_layers);
+                      " max_layers=", options.max_layers, " ", MachineAndBuild());
 }
 
 }  // namespace dspark::scheduler

@@ -42,8 +42,9 @@ absl::StatusOr<CostTable> LoadOrProfile(const std::string& path, const std::stri
 // An identity for the cost cache of a model loaded from `model_path` with
 // `options`: the absolute path, the size and modification time of the file
 // (of each file directly inside, for a directory), the activation mode, the
-// thread count and max_layers, so a table is never reused for another model
-// or setting.
+// thread count and max_layers, the CPU's model name and the size and
+// modification time of the running executable, so a table is never reused
+// for another model, setting, machine or build of the kernels.
 std::string ModelIdentity(const std::string& model_path, const engine::ModelOptions& options);
 
 }  // namespace dspark::scheduler

@@ -112,6 +112,10 @@ TEST(ModelIdentityTest, NamesTheFilesAndSettings) {
   EXPECT_NE(id.find("model.safetensors:"), std::string::npos) << id;
   EXPECT_NE(id.find("config.json:"), std::string::npos) << id;
   EXPECT_NE(id.find("threads=2"), std::string::npos) << id;
+  EXPECT_NE(id.find(" cpu="), std::string::npos) << id;
+  EXPECT_EQ(id.find(" cpu=unknown"), std::string::npos) << id;  // Linux has /proc/cpuinfo
+  EXPECT_NE(id.find(" build="), std::string::npos) << id;
+  EXPECT_EQ(id.find(" build=0@"), std::string::npos) << id;  // the test binary's own size
   EXPECT_EQ(id, ModelIdentity(TinyLlama(), {.threads = 2}));
   EXPECT_NE(id, ModelIdentity(TinyLlama(), {.threads = 1}));
   EXPECT_NE(
