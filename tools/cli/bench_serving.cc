@@ -575,34 +575,46 @@ absl::StatusOr<std::optional<ClusterFor>> ClusterForMode(const std::string& mode
 }
 
 // --sweep's closing table: at each level, the adaptive mode against the best
-// of the others (and against target-only).
-// With --reps, each mode's figure at a level is the fastest of its reps
-// (the run least disturbed by the machine's other work).
+// of the others (and against target-only). With --reps, each mode's figure
+// at a level is the fastest of its reps (the run least disturbed by the
+// machine's other work); the last column compares the means of the reps.
 void PrintSweepSummary(const nlohmann::json& rows) {
-  std::map<int, std::map<std::string, double>> tps;  // level -> mode -> best tok/s
+  struct Reps {
+    double best = 0, sum = 0;
+    int n = 0;
+  };
+  std::map<int, std::map<std::string, Reps>> tps;  // level -> mode -> its reps' tok/s
   for (const nlohmann::json& j : rows) {
     if (!j.contains("output_tok_s")) continue;
-    double& best = tps[j["concurrency"].get<int>()][j["mode"].get<std::string>()];
-    best = std::max(best, j["output_tok_s"].get<double>());
+    Reps& r = tps[j["concurrency"].get<int>()][j["mode"].get<std::string>()];
+    const double v = j["output_tok_s"].get<double>();
+    r.best = std::max(r.best, v);
+    r.sum += v;
+    ++r.n;
   }
+  const auto ratio = [](double a, double b) {
+    return b > 0 ? absl::StrFormat("%.2fx", a / b) : std::string("-");
+  };
   std::printf(
       "\n| concurrency | adaptive tok/s | best other | its tok/s | adaptive / best other | "
-      "adaptive / target-only |\n|---|---|---|---|---|---|\n");
+      "adaptive / target-only | adaptive / target-only, means of the reps "
+      "|\n|---|---|---|---|---|---|---|\n");
   for (const auto& [level, by_mode] : tps) {
     auto adaptive = by_mode.find("adaptive");
     if (adaptive == by_mode.end()) continue;
     std::string best;
     double best_tps = 0;
-    for (const auto& [mode, v] : by_mode) {
-      if (mode != "adaptive" && v > best_tps) best = mode, best_tps = v;
+    for (const auto& [mode, r] : by_mode) {
+      if (mode != "adaptive" && r.best > best_tps) best = mode, best_tps = r.best;
     }
     auto target = by_mode.find("target-only");
-    std::printf("| %d | %.1f | %s | %.1f | %s | %s |\n", level, adaptive->second,
-                best.empty() ? "-" : best.c_str(), best_tps,
-                best_tps > 0 ? absl::StrFormat("%.2fx", adaptive->second / best_tps).c_str() : "-",
-                target != by_mode.end() && target->second > 0
-                    ? absl::StrFormat("%.2fx", adaptive->second / target->second).c_str()
-                    : "-");
+    const Reps none;
+    const Reps& t = target != by_mode.end() ? target->second : none;
+    const Reps& a = adaptive->second;
+    std::printf("| %d | %.1f | %s | %.1f | %s | %s | %s |\n", level, a.best,
+                best.empty() ? "-" : best.c_str(), best_tps, ratio(a.best, best_tps).c_str(),
+                ratio(a.best, t.best).c_str(),
+                t.n > 0 ? ratio(a.sum / a.n, t.sum / t.n).c_str() : "-");
   }
   std::fflush(stdout);
 }
