@@ -164,7 +164,9 @@ void SpecEngine::Admit() {
 }
 
 bool SpecEngine::WantsDrafter(const Sequence& s) {
-  if (drafter_ == nullptr || !s.req.speculation.enabled) return false;
+  // (A request with speculation off still feeds the drafter: `dspark
+  // distill` records context features through it.)
+  if (drafter_ == nullptr) return false;
   if (draft_pause_ < kMaxDraftBackoff) return true;
   return unpaid_admissions_++ % kProbeEvery == 0;
 }

@@ -151,10 +151,9 @@ class SpecEngine {
   static constexpr int kProbeEvery = 4;
 
   void Admit();
-  // Whether the new sequence gets a drafter session: not when its request
-  // turned speculation off, nor (except every kProbeEvery-th) while drafting
-  // has not paid for long, so that such a sequence costs no context
-  // features and no drafter work at all.
+  // Whether the new sequence gets a drafter session: not (except every
+  // kProbeEvery-th) while drafting has not paid for long, so that such a
+  // sequence costs no context features and no drafter work at all.
   bool WantsDrafter(const Sequence& s);
   void Share(Sequence& s);
   int64_t BlocksFor(int64_t tokens) const;
