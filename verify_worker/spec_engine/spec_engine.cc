@@ -163,7 +163,7 @@ void SpecEngine::Admit() {
   }
 }
 
-bool SpecEngine::WantsDrafter(const Sequence& s) {
+bool SpecEngine::WantsDrafter() {
   // (A request with speculation off still feeds the drafter: `dspark
   // distill` records context features through it.)
   if (drafter_ == nullptr) return false;
@@ -180,8 +180,10 @@ void SpecEngine::Share(Sequence& s) {
   engine::SeqId parent = -1;
   drafter::SessionId parent_session = -1;
   size_t best = 0;
+  const bool need_drafter = WantsDrafter();
   auto consider = [&](engine::SeqId seq, drafter::SessionId session,
                       const std::vector<int32_t>& tokens) {
+    if (need_drafter && session < 0) return;  // no drafter state to share
     const size_t n = std::min(limit, tokens.size());
     size_t k = 0;
     while (k < n && tokens[k] == prompt[k]) ++k;
@@ -194,12 +196,10 @@ void SpecEngine::Share(Sequence& s) {
   for (const CachedPrefix& c : prefix_cache_) consider(c.seq, c.session, c.tokens);
   for (const auto& r : running_) consider(r->seq, r->drafter_ok ? r->id : -1, r->kv_tokens);
 
-  const bool need_drafter = WantsDrafter(s);
   if (best >= static_cast<size_t>(std::max(1, options_.min_shared_prefix))) {
     absl::Status drafter_status =
-        !need_drafter        ? absl::OkStatus()
-        : parent_session < 0 ? absl::FailedPreconditionError("no drafter state to share")
-                             : drafter_->Fork(s.id, parent_session, static_cast<int64_t>(best));
+        need_drafter ? drafter_->Fork(s.id, parent_session, static_cast<int64_t>(best))
+                     : absl::OkStatus();
     if (drafter_status.ok()) {
       absl::StatusOr<engine::SeqId> fork = cache_->ForkSequence(parent, static_cast<int64_t>(best));
       if (fork.ok()) {

@@ -154,7 +154,7 @@ class SpecEngine {
   // Whether the new sequence gets a drafter session: not (except every
   // kProbeEvery-th) while drafting has not paid for long, so that such a
   // sequence costs no context features and no drafter work at all.
-  bool WantsDrafter(const Sequence& s);
+  bool WantsDrafter();
   void Share(Sequence& s);
   int64_t BlocksFor(int64_t tokens) const;
   // Sets the event's finish reason, flushes held-back text, copies counters.

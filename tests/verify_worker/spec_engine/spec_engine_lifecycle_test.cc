@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -534,6 +535,7 @@ class SlowWrongDrafter final : public drafter::Drafter {
   int max_block() const override { return inner_.max_block(); }
   absl::Status Open(drafter::SessionId session) override {
     ++opened;
+    open_.insert(session);
     return inner_.Open(session);
   }
   absl::Status Extend(drafter::SessionId session, absl::Span<const int32_t> tokens,
@@ -546,14 +548,27 @@ class SlowWrongDrafter final : public drafter::Drafter {
     ++calls;
     return inner_.Draft(requests, blocks);
   }
-  void Close(drafter::SessionId session) override { inner_.Close(session); }
+  // The fake keeps no context, so a child is just a new session.
+  absl::Status Fork(drafter::SessionId child, drafter::SessionId parent,
+                    int64_t prefix_len) override {
+    if (!open_.contains(parent)) return absl::InvalidArgumentError("unknown parent");
+    ++forked;
+    open_.insert(child);
+    return inner_.Open(child);
+  }
+  void Close(drafter::SessionId session) override {
+    open_.erase(session);
+    inner_.Close(session);
+  }
 
   int64_t calls = 0;   // Draft calls
   int64_t opened = 0;  // sessions opened
+  int64_t forked = 0;  // sessions forked
 
  private:
   dspark::testing::AlwaysWrongFakeDrafter inner_;
   absl::Duration delay_;
+  absl::flat_hash_set<drafter::SessionId> open_;
 };
 
 TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndFewLateOnesDraft) {
@@ -566,20 +581,33 @@ TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndFewLateOnesDraft) {
   SpecEngine engine(m->model.get(), cache.get(), &drafter, sched->get(), nullptr,
                     {.max_batch_tokens = 256, .prefill_chunk = 64});
   std::map<RequestId, std::vector<int32_t>> prompts;
-  const auto add = [&](int begin, int max_tokens) {
-    std::vector<int32_t> prompt = Slice(*m, begin, 12);
+  const auto add = [&](std::vector<int32_t> prompt, int max_tokens) {
     auto id = engine.Add({.prompt = prompt, .max_tokens = max_tokens});
     ASSERT_TRUE(id.ok()) << id.status();
     prompts[*id] = std::move(prompt);
   };
-  for (int i = 0; i < 3; ++i) add(40 * i, 110);
+  const auto joined = [](std::vector<int32_t> a, const std::vector<int32_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  const std::vector<int32_t> base = Slice(*m, 300, 24);
+  const std::vector<int32_t> base16(base.begin(), base.begin() + 16);
+  const std::vector<int32_t> base20(base.begin(), base.begin() + 20);
+  for (int i = 0; i < 3; ++i) add(Slice(*m, 40 * i, 12), 110);
   absl::flat_hash_map<RequestId, Outcome> out;
   std::vector<int64_t> drafting_steps;  // engine steps (numbered from 1) that drafted
   for (int64_t step = 1; engine.HasWork(); ++step) {
     ASSERT_LT(step, 1000);
-    if (step == 41) {  // join once every sequence is paused 32 steps
-      for (int i = 0; i < 3; ++i) add(200 + 20 * i, 70);
+    // Join once every sequence is paused 32 steps: the 1st and 5th get a
+    // drafter session. The 5th shares 20 prompt tokens with the 2nd (no
+    // session) and 16 with the 1st: it forks the 1st's.
+    if (step == 41) {
+      add(joined(base16, Slice(*m, 400, 8)), 70);
+      add(joined(base20, Slice(*m, 500, 4)), 70);
+      add(Slice(*m, 200, 12), 70);
+      add(Slice(*m, 220, 12), 70);
     }
+    if (step == 43) add(base, 70);
     const int64_t before = drafter.calls;
     std::vector<SpecEvent> events;
     ASSERT_TRUE(engine.Step(&events).ok());
@@ -587,8 +615,8 @@ TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndFewLateOnesDraft) {
     if (drafter.calls > before) drafting_steps.push_back(step);
   }
   // Steps 2, 3, 4, 8, 16 and 32 double the pause to 32; after that every
-  // sequence, the first late one included, drafts only in steps 64 and 96.
-  // The other two late ones (of kProbeEvery) get no drafter session at all.
+  // sequence with a session, the late ones included, drafts only in steps
+  // 64 and 96. Three late ones of four get no drafter session at all.
   std::vector<int64_t> late;
   for (int64_t s : drafting_steps) {
     if (s > 40) late.push_back(s);
@@ -597,16 +625,19 @@ TEST(SpecEngineBackoffTest, PausedSequencesProbeTogetherAndFewLateOnesDraft) {
       << "drafting steps: " << absl::StrJoin(drafting_steps, " ");
   EXPECT_LE(drafting_steps.size(), 10u) << absl::StrJoin(drafting_steps, " ");
   EXPECT_EQ(drafter.opened, 4);
+  EXPECT_EQ(drafter.forked, 1);
   int n = 0;
   for (const auto& [id, prompt] : prompts) {  // in the order added
     const Outcome& o = out[id];
     EXPECT_EQ(o.tokens, Reference(*m, prompt, static_cast<int>(o.counters.generated_tokens)))
         << "request " << id;
-    if (n++ < 4) {
+    if (n < 4 || n == 7) {
       EXPECT_GT(o.counters.drafted_tokens, 0) << "request " << id << " never probed";
     } else {
       EXPECT_EQ(o.counters.drafted_tokens, 0) << "request " << id << " drafted";
     }
+    if (n == 7) EXPECT_EQ(o.counters.prefix_tokens_shared, 16);
+    ++n;
   }
 }
 
