@@ -280,7 +280,12 @@ void DsparkDrafter::Flush(absl::Span<Session* const> sessions) {
   }
   for (const Segment& g : segments) {
     kv_.SetLength(g.s->seq, g.pos0 + g.rows);
-    g.s->pending.clear();
+    // A long prompt's rows are not kept allocated for the session's life.
+    if (g.rows > options_.max_pending_tokens) {
+      std::vector<float>().swap(g.s->pending);
+    } else {
+      g.s->pending.clear();
+    }
   }
 }
 

@@ -26,6 +26,9 @@ struct Work {
   drafter::DraftBlock block;
 };
 
+// The pause after one more drafting step that did not pay: doubled, 1 to kMax.
+int LongerPause(int pause, int max) { return std::min(std::max(1, 2 * pause), max); }
+
 double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -294,8 +297,7 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
   if (drafted_any) verify_share_ = 0.9 * verify_share_ + 0.1 * last_verify_share_;
   const bool pays = accepted_per_draft_ > draft_share + verify_share_;
   if (adaptive && drafted_any) {
-    draft_pause_ =
-        expensive && !pays ? std::min(std::max(1, 2 * draft_pause_), kMaxDraftBackoff) : 0;
+    draft_pause_ = expensive && !pays ? LongerPause(draft_pause_, kMaxDraftBackoff) : 0;
   }
   for (size_t i = 0; i < decoding.size() && adaptive; ++i) {
     Sequence& s = *decoding[i];
@@ -305,7 +307,7 @@ absl::Status SpecEngine::Step(std::vector<SpecEvent>* events) {
     if (!expensive || (lengths[i] > 0 && pays)) {
       s.draft_backoff = 0;
     } else {
-      s.draft_backoff = std::min(std::max(1, 2 * s.draft_backoff), kMaxDraftBackoff);
+      s.draft_backoff = LongerPause(s.draft_backoff, kMaxDraftBackoff);
     }
   }
   for (size_t i = 0; i < decoding.size(); ++i) {
