@@ -6,8 +6,11 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/support/server_interceptor.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -146,6 +149,13 @@ sigset_t TerminationSignals() {
 void BlockTerminationSignals() {
   sigset_t set = TerminationSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A child of `dspark up` (or of a benchmark or test that started a local
+  // cluster) drains when that parent dies, even by SIGKILL. A parent that
+  // died before prctl took effect has already left us to another process.
+  const char* parent = std::getenv(kParentPidEnv);
+  if (parent == nullptr) return;
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (std::to_string(getppid()) != parent) kill(getpid(), SIGTERM);
 }
 
 int WaitForTerminationSignal() {

@@ -55,7 +55,11 @@ absl::StatusOr<std::unique_ptr<RunningServer>> StartServer(
 
 // Blocks the calling thread until SIGTERM or SIGINT arrives; returns its
 // number. Call BlockTerminationSignals() first thing in main (before any
-// thread starts) so that no other thread takes the signal.
+// thread starts) so that no other thread takes the signal. When the
+// environment has kParentPidEnv set to the parent's pid, the process also
+// gets SIGTERM when that parent dies (PR_SET_PDEATHSIG; the parent must
+// start it from a thread that lives as long as the child should).
+inline constexpr char kParentPidEnv[] = "DSPARK_PARENT_PID";
 void BlockTerminationSignals();
 int WaitForTerminationSignal();
 

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/rpc/server.h"
 #include "nlohmann/json.hpp"
 
 extern char** environ;
@@ -169,8 +170,17 @@ absl::Status LocalCluster::Spawn(Process process, const std::string& binary,
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Children drain when this process dies, even by SIGKILL
+  // (rpc::BlockTerminationSignals).
+  std::string parent = absl::StrCat(rpc::kParentPidEnv, "=", getpid());
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, absl::StrCat(rpc::kParentPidEnv, "="))) envp.push_back(*e);
+  }
+  envp.push_back(parent.data());
+  envp.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return absl::InternalError(absl::StrCat("cannot start ", binary, ": ", strerror(rc)));

@@ -1,6 +1,8 @@
 // A dspark cluster on 127.0.0.1 as child processes: N verify workers, M
 // draft workers and a router, each on a port chosen at run time. Used by
 // `dspark up` and by the integration tests. Not thread-safe: one owner.
+// The processes drain when the thread that started them exits, or the
+// whole owner dies (even by SIGKILL), so none outlives a killed benchmark.
 //
 //   DSPARK_ASSIGN_OR_RETURN(auto cluster, LocalCluster::Start({.bin_dir = dir}));
 //   Talk(cluster->endpoints().http);
