@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 
@@ -94,94 +95,114 @@ void Pack(const uint8_t* w, int64_t rows, int64_t cols, uint8_t* out) {
   }
 }
 
-// One block of one 8-row half of a panel, decoded: w[k] dword r holds
-// elements 4k..4k+3 of row 8 * half + r.
-struct HalfBlock {
-  __m256i w[8];  // unsigned (4-bit types) or signed (Q8_0) bytes
-  __m256 d;
-  __m256 m;
-};
+// A token's activations for block b of a row: every field of the block is
+// a 4-byte lane of its ActGroup32 record, so one byte offset,
+// ActOffset(b), addresses them all in every token's records.
+int64_t ActOffset(int64_t b) { return (b / 8) * int64_t{sizeof(ActGroup32)} + 4 * (b % 8); }
 
-template <class P>
-DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE void DecodeHalf(const uint8_t* rec, int half,
-                                                        HalfBlock* blk) {
-  const uint8_t* img = rec + 32 * half;
+// Activation dword k (elements 4k..4k+3) of the block at `x` in every lane.
+DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE __m256i BroadcastDword(const uint8_t* x, int k) {
+  return _mm256_set1_epi32(LoadUnaligned<int32_t>(x + offsetof(ActGroup32, qs) + 32 * k));
+}
+template <class T>
+DSPARK_ALWAYS_INLINE T ActField(const uint8_t* x, size_t field_offset) {
+  return LoadUnaligned<T>(x + field_offset);
+}
+
+// Makes the compiler compute `v` here, in a register. Without it GCC
+// reassociates a block's integer sums into one tree over all its products,
+// computes every product first and spills most of them to the stack.
+DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE void PinInRegister(__m256i& v) { asm("" : "+x"(v)); }
+
+// Exact int32 sums of NT tokens' block against a panel's block record:
+// s[h][i] lane r = sum over the block of row 8h + r's weights times token
+// i's activations (the offset and min not yet applied). Each weight image is
+// decoded once and applied to every token; token i's int sums, and so its
+// outputs, are the same in any tile.
+template <class P, int NT>
+DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE void PanelBlockSums(const uint8_t* rec,
+                                                            const uint8_t* const x[NT],
+                                                            __m256i s[2][NT]) {
+  const __m256i ones = _mm256_set1_epi16(1);
   if constexpr (P::kNibbles) {
+    // Image j holds elements k = j (low nibbles) and k = j + 4 (high). With
+    // q <= 15 and |xq| <= 127 a pair is at most 3810, so the 8 pairs of a
+    // block sum to at most 30480 in int16; Q5_0's q <= 31 (7874 a pair)
+    // widens to int32 after each image's 2 pairs.
+    constexpr bool kFifthBit = P::kQh >= 0;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(img + 64 * j));
-      blk->w[j] = _mm256_and_si256(v, m4);
-      blk->w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      __m256i lo[2], hi[2];
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m256i v =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 64 * j + 32 * h));
+        lo[h] = _mm256_and_si256(v, m4);
+        hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if constexpr (kFifthBit) {
+          // Bit k of each byte to bit 4 (16-bit shifts: bit 4 of either byte
+          // of a lane comes from the same byte, since k <= 7).
+          const __m256i qh =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + P::kQh + 32 * h));
+          const __m256i b4 = _mm256_set1_epi8(0x10);
+          lo[h] = _mm256_or_si256(lo[h], _mm256_and_si256(_mm256_slli_epi16(qh, 4 - j), b4));
+          hi[h] = _mm256_or_si256(hi[h], _mm256_and_si256(_mm256_srli_epi16(qh, j), b4));
+        }
+      }
+#pragma GCC unroll 16
+      for (int i = 0; i < NT; ++i) {
+        const __m256i bx = BroadcastDword(x[i], j);
+        const __m256i by = BroadcastDword(x[i], j + 4);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          __m256i t =
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], bx), _mm256_maddubs_epi16(hi[h], by));
+          if constexpr (kFifthBit) t = _mm256_madd_epi16(t, ones);
+          if (j == 0) {
+            s[h][i] = t;
+          } else {
+            s[h][i] = kFifthBit ? _mm256_add_epi32(s[h][i], t) : _mm256_add_epi16(s[h][i], t);
+          }
+          PinInRegister(s[h][i]);
+        }
+      }
     }
-    if constexpr (P::kQh >= 0) {
-      // Bit k of each byte to bit 4 (16-bit shifts: bit 4 of either byte
-      // of a lane comes from the same byte, since k <= 7).
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(img + P::kQh));
-      const __m256i b4 = _mm256_set1_epi8(0x10);
-      blk->w[0] = _mm256_or_si256(blk->w[0], _mm256_and_si256(_mm256_slli_epi16(qh, 4), b4));
-      blk->w[1] = _mm256_or_si256(blk->w[1], _mm256_and_si256(_mm256_slli_epi16(qh, 3), b4));
-      blk->w[2] = _mm256_or_si256(blk->w[2], _mm256_and_si256(_mm256_slli_epi16(qh, 2), b4));
-      blk->w[3] = _mm256_or_si256(blk->w[3], _mm256_and_si256(_mm256_slli_epi16(qh, 1), b4));
-      blk->w[4] = _mm256_or_si256(blk->w[4], _mm256_and_si256(qh, b4));
-      blk->w[5] = _mm256_or_si256(blk->w[5], _mm256_and_si256(_mm256_srli_epi16(qh, 1), b4));
-      blk->w[6] = _mm256_or_si256(blk->w[6], _mm256_and_si256(_mm256_srli_epi16(qh, 2), b4));
-      blk->w[7] = _mm256_or_si256(blk->w[7], _mm256_and_si256(_mm256_srli_epi16(qh, 3), b4));
+#pragma GCC unroll 16
+    for (int i = 0; i < NT; ++i) {
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        if constexpr (!kFifthBit) s[h][i] = _mm256_madd_epi16(s[h][i], ones);
+        if constexpr (!P::kHasMin) {
+          s[h][i] = _mm256_add_epi32(s[h][i], _mm256_set1_epi32(ActField<int32_t>(
+                                                  x[i], offsetof(ActGroup32, neg_offset_sum))));
+        }
+      }
     }
   } else {
+    // Signed weights: |w| * (x with w's sign), at most 128 * 127 * 2 a pair.
     const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
-      blk->w[k] = _mm256_xor_si256(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(img + 64 * k)), flip);
-    }
-  }
-  blk->d = _mm256_cvtph_ps(
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + P::kScales + 16 * half)));
-  if constexpr (P::kHasMin) {
-    blk->m = _mm256_cvtph_ps(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + P::kMins + 16 * half)));
-  }
-}
-
-// Activation dword k of block `lane` (elements 4k..4k+3) in every lane.
-DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE __m256i BroadcastDword(const ActGroup32& x, int lane,
-                                                               int k) {
-  return _mm256_set1_epi32(LoadUnaligned<int32_t>(&x.qs[k][4 * lane]));
-}
-
-// Exact int32 sums of one token's block against the 8 rows of `blk`.
-template <class P>
-DSPARK_TARGET_AVX2 DSPARK_ALWAYS_INLINE __m256i BlockSums(const HalfBlock& blk,
-                                                          const ActGroup32& x, int lane) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  if constexpr (P::kNibbles) {
-    // q <= 15 and |xq| <= 127: a pair is at most 3810 in magnitude, so
-    // eight of them sum to at most 30480 in int16; Q5_0's q <= 31 allows
-    // four (31496).
-    constexpr int kPerSum = P::kQh >= 0 ? 4 : 8;
-    __m256i s = _mm256_setzero_si256();
+      __m256i w[2], aw[2];
 #pragma GCC unroll 2
-    for (int k0 = 0; k0 < 8; k0 += kPerSum) {
-      __m256i p = _mm256_maddubs_epi16(blk.w[k0], BroadcastDword(x, lane, k0));
-#pragma GCC unroll 7
-      for (int k = k0 + 1; k < k0 + kPerSum; ++k) {
-        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(blk.w[k], BroadcastDword(x, lane, k)));
+      for (int h = 0; h < 2; ++h) {
+        w[h] = _mm256_xor_si256(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + 64 * k + 32 * h)), flip);
+        aw[h] = _mm256_sign_epi8(w[h], w[h]);
       }
-      s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
+#pragma GCC unroll 16
+      for (int i = 0; i < NT; ++i) {
+        const __m256i bx = BroadcastDword(x[i], k);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          const __m256i t =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(aw[h], _mm256_sign_epi8(bx, w[h])), ones);
+          s[h][i] = k == 0 ? t : _mm256_add_epi32(s[h][i], t);
+          PinInRegister(s[h][i]);
+        }
+      }
     }
-    if constexpr (P::kHasMin) return s;
-    return _mm256_add_epi32(s, _mm256_set1_epi32(x.neg_offset_sum[lane]));
-  } else {
-    // Signed weights: |w| * (x with w's sign), at most 128 * 127 * 2 a pair.
-    __m256i s = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(blk.w[k], blk.w[k]),
-                                             _mm256_sign_epi8(BroadcastDword(x, lane, k), blk.w[k]));
-      s = _mm256_add_epi32(s, _mm256_madd_epi16(p, ones));
-    }
-    return s;
   }
 }
 
@@ -189,45 +210,55 @@ template <class P>
 struct PanelAvx2 {
   static constexpr int kMaxTile = 4;
 
-  // Panels [p0, p1) for tokens t0 .. t0 + NT - 1, each panel as two 8-row
-  // halves.
+  // Panels [p0, p1) for tokens t0 .. t0 + NT - 1.
   template <int NT>
   DSPARK_TARGET_AVX2 static void Tile(const RowsArgs& a, int64_t p0, int64_t p1, int64_t t0) {
     const int64_t nb = a.cols / 32;
-    const ActGroup32* xs[NT];
+    const uint8_t* xs[NT];
 #pragma GCC unroll 16
-    for (int i = 0; i < NT; ++i) {
-      xs[i] = reinterpret_cast<const ActGroup32*>(a.x + (t0 + i) * a.x_stride);
-    }
+    for (int i = 0; i < NT; ++i) xs[i] = a.x + (t0 + i) * a.x_stride;
     for (int64_t p = p0; p < p1; ++p) {
-      for (int half = 0; half < 2; ++half) {
-        const uint8_t* rec = a.w + p * nb * P::kRecordBytes;
-        __m256 acc[NT];
+      const uint8_t* rec = a.w + p * nb * P::kRecordBytes;
+      // The accumulators live in L1, not registers: the int sums need them.
+      alignas(32) float acc[2][NT][8] = {};
+      for (int64_t b = 0; b < nb; ++b, rec += P::kRecordBytes) {
+        PrefetchAhead<(P::kRecordBytes + 63) / 64 * 64>(rec);
+        const int64_t off = ActOffset(b);
+        const uint8_t* x[NT];
 #pragma GCC unroll 16
-        for (int i = 0; i < NT; ++i) acc[i] = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; ++b, rec += P::kRecordBytes) {
-          if (half == 0) PrefetchAhead<(P::kRecordBytes + 63) / 64 * 64>(rec);
-          HalfBlock blk;
-          DecodeHalf<P>(rec, half, &blk);
-          const int64_t g = b / 8;
-          const int lane = static_cast<int>(b % 8);
+        for (int i = 0; i < NT; ++i) x[i] = xs[i] + off;
+        __m256i s[2][NT];
+        PanelBlockSums<P, NT>(rec, x, s);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          const __m256 d = _mm256_cvtph_ps(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + P::kScales + 16 * h)));
+          __m256 m;
+          if constexpr (P::kHasMin) {
+            m = _mm256_cvtph_ps(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + P::kMins + 16 * h)));
+          }
 #pragma GCC unroll 16
           for (int i = 0; i < NT; ++i) {
-            const ActGroup32& x = xs[i][g];
-            const __m256 sum = _mm256_cvtepi32_ps(BlockSums<P>(blk, x, lane));
-            const __m256 xd = _mm256_set1_ps(x.d[lane]);
+            const __m256 sum = _mm256_cvtepi32_ps(s[h][i]);
+            const __m256 xd = _mm256_set1_ps(ActField<float>(x[i], offsetof(ActGroup32, d)));
+            const __m256 old = _mm256_load_ps(acc[h][i]);
             if constexpr (P::kHasMin) {
-              const __m256 t =
-                  _mm256_fmadd_ps(blk.m, _mm256_set1_ps(x.sum[lane]), _mm256_mul_ps(blk.d, sum));
-              acc[i] = _mm256_fmadd_ps(t, xd, acc[i]);
+              const __m256 t = _mm256_fmadd_ps(
+                  m, _mm256_set1_ps(ActField<float>(x[i], offsetof(ActGroup32, sum))),
+                  _mm256_mul_ps(d, sum));
+              _mm256_store_ps(acc[h][i], _mm256_fmadd_ps(t, xd, old));
             } else {
-              acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(blk.d, xd), sum, acc[i]);
+              _mm256_store_ps(acc[h][i], _mm256_fmadd_ps(_mm256_mul_ps(d, xd), sum, old));
             }
           }
         }
+      }
 #pragma GCC unroll 16
-        for (int i = 0; i < NT; ++i) {
-          _mm256_storeu_ps(a.y + (t0 + i) * a.ldy + p * kPanelRows + 8 * half, acc[i]);
+      for (int i = 0; i < NT; ++i) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          std::memcpy(a.y + (t0 + i) * a.ldy + p * kPanelRows + 8 * h, acc[h][i], sizeof acc[h][i]);
         }
       }
     }

@@ -5,8 +5,8 @@
 // 64-byte register image whose dword r holds elements 4k..4k+3 of row r
 // (nibble-packed for the 4-bit types: the low nibbles are k = 0..3, the
 // high ones k = 4..7, exactly as a Q4 block stores them; Q5_0's fifth bits
-// in one more image), then the 16 rows' f16 scales (and mins). A record is as large as the 16 blocks it replaces,
-// so a panel is 16 * row_bytes and the weights take no extra memory traffic.
+// in one more image), then the 16 rows' f16 scales (and mins). A record is as large as the 16
+// blocks it replaces, so a panel is 16 * row_bytes and the weights take no extra memory traffic.
 //
 // The AVX2 kernel takes a panel as two halves of 8 rows (the low and high
 // 32 bytes of each image): one vpmaddubsw advances 8 rows by 4 elements
@@ -14,6 +14,8 @@
 // sums and the float accumulator's lanes are the rows' outputs: no
 // transposes, no horizontal sums, no lanes wasted on a row's short last
 // group of blocks, which the row-major kernels (block32_int8.h) pay for.
+// Each image is decoded once for a tile of up to 4 tokens, and each
+// broadcast dword serves both halves.
 // (An AVX-512 VNNI kernel would take a whole panel per vpdpbusd.)
 //
 // Per output element (fixed for every tile size and thread split; int sums
