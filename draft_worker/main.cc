@@ -36,7 +36,8 @@
 ABSL_FLAG(std::string, model, "smollm2-135m-instruct",
           "Target model: catalogue name, GGUF file or Hugging Face directory");
 ABSL_FLAG(std::string, drafter, "auto",
-          "auto (the model's committed DSpark drafter, else ngram) | dspark | draft-model | ngram");
+          "auto (the model's committed DSpark drafter with n-gram lookup, else ngram) | dspark | "
+          "dspark+ngram | draft-model | ngram");
 ABSL_FLAG(
     std::string, drafter_path, "",
     "dspark: checkpoint directory; draft-model: model file (empty: the target's first layers)");

@@ -17,8 +17,9 @@
 namespace dspark::drafter {
 
 struct DrafterOptions {
-  // "dspark", "draft-model", "ngram" or "none" (MakeDrafter returns null).
-  // Default "ngram".
+  // "dspark", "draft-model", "ngram" or "none" (MakeDrafter returns null),
+  // or "dspark+ngram" / "draft-model+ngram": that model drafter with prompt
+  // lookup beside it (HybridDrafter). Default "ngram".
   std::string kind = "ngram";
   // dspark: the checkpoint directory (config.json, model.safetensors).
   // draft-model: a GGUF file or Hugging Face directory of the target's

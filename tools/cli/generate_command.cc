@@ -1,7 +1,7 @@
 // dspark generate --model M [--prompt TEXT | --chat TEXT | --prompt-ids 1,2,3]
 //   [--system TEXT] --max-tokens N --temperature T --top-k K --top-p P
 //   --min-p P --seed S [--stop TEXT] [--print-ids] [--exact] [--threads N]
-//   [--drafter auto|dspark|draft-model|ngram|none] [--scheduler confidence|fixed|off]
+//   [--drafter auto|dspark|dspark+ngram|draft-model|ngram|none] [--scheduler confidence|fixed|off]
 //   [--verify-len K] [--max-block N] [--min-confidence C] (see spec_setup.h)
 // Runs the speculative engine (lossless: the output is the target's own) and
 // streams the text (or, with --print-ids, the generated ids on one line) to

@@ -35,12 +35,15 @@ absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeDrafterOfKind(
     int draft_layers, engine::Model* target, std::string* resolved) {
   drafter::DrafterOptions options{.kind = kind, .path = path};
   if (draft_layers > 0) options.draft_layers = draft_layers;
-  if (kind == "auto" || (kind == "dspark" && options.path.empty())) {
+  const bool dspark = kind == "dspark" || kind == "dspark+ngram";
+  if (kind == "auto" || (dspark && options.path.empty())) {
     const std::string dir = CommittedDrafterDir(model_arg);
     if (!dir.empty()) {
-      options.kind = "dspark";
+      // Prompt lookup beside the trained drafter: on code it drafts as far
+      // as the trained one, at no cost (docs/decisions.md).
+      options.kind = kind == "auto" ? "dspark+ngram" : kind;
       options.path = dir;
-    } else if (kind == "dspark") {
+    } else if (dspark) {
       return absl::NotFoundError(
           absl::StrCat("no committed DSpark drafter for '", model_arg, "'; pass --drafter-path"));
     } else {

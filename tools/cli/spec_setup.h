@@ -1,7 +1,8 @@
 // Shared flag handling for subcommands that speculate (generate, bench spec):
 // building the drafter and the step scheduler from
-//   --drafter auto|dspark|draft-model|ngram|none   (auto: the model's
-//        committed DSpark drafter when there is one, else ngram)
+//   --drafter auto|dspark|dspark+ngram|draft-model|ngram|none   (auto: the
+//        model's committed DSpark drafter with n-gram lookup beside it,
+//        dspark+ngram, when there is one, else ngram)
 //   --drafter-path P   dspark checkpoint dir / draft model file
 //   --draft-layers N   self-draft layers for draft-model without a path
 //   --scheduler confidence|fixed|off   --verify-len K (fixed)
@@ -28,7 +29,8 @@ inline const std::set<std::string> kSpecValueFlags = {"drafter",   "drafter-path
 // or "" when there is none.
 std::string CommittedDrafterDir(const std::string& model_arg);
 
-// The drafter `kind` (auto|dspark|draft-model|ngram|none: null for "none")
+// The drafter `kind` (auto|dspark|dspark+ngram|draft-model|ngram|none: null
+// for "none")
 // for `target`, from `path` ("" = the default: for dspark the committed
 // drafter of `model_arg`, for draft-model the target's first `draft_layers`
 // layers, 0 = the factory's default). "auto" resolves as above; *resolved

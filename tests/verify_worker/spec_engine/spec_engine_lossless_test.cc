@@ -184,10 +184,11 @@ TEST_P(LosslessGreedyTest, EqualsTargetOnlyDecoding) {
 
 INSTANTIATE_TEST_SUITE_P(Drafters, LosslessGreedyTest,
                          ::testing::Values("random", "wrong", "oracle", "ngram", "draft-model",
-                                           "dspark"),
+                                           "dspark", "dspark+ngram"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');
+                           std::replace(n.begin(), n.end(), '+', '_');
                            return n;
                          });
 

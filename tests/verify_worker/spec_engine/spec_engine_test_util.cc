@@ -198,10 +198,10 @@ absl::StatusOr<std::unique_ptr<drafter::Drafter>> MakeTestDrafter(const std::str
   if (kind == "draft-model") {
     return drafter::MakeDrafter({.kind = "draft-model", .draft_layers = 4, .max_block = 7}, target);
   }
-  if (kind == "dspark") {
+  if (kind == "dspark" || kind == "dspark+ngram") {
     const std::string dir = RandomDsparkDir(skip);
     if (dir.empty()) return std::unique_ptr<drafter::Drafter>();
-    return drafter::MakeDrafter({.kind = "dspark", .path = dir}, target);
+    return drafter::MakeDrafter({.kind = kind, .path = dir}, target);
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown test drafter ", kind));
 }
