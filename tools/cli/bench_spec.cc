@@ -1,5 +1,5 @@
 // dspark bench spec [--model M] [--prompts mt_bench|humaneval|gsm8k|spec_bench]
-//   [--num-prompts P] [--max-tokens N] [--drafters dspark,draft-model,ngram]
+//   [--num-prompts P] [--max-tokens N] [--drafters dspark,dspark+ngram,draft-model,ngram]
 //   [--lengths 1,2,3,5,7] [--concurrency 1,4,16,64] [--threads T] [--exact]
 //   [--draft-layers N] [--drafter-path DIR] [--draft-model-path FILE]
 //   [--cost-table FILE] [--data-dir D] [--json FILE] [--warmup] [--reps R]
@@ -202,12 +202,13 @@ class Bench {
 };
 
 absl::Status Bench::PrepareDrafters() {
-  for (absl::string_view kind : absl::StrSplit(args_.Get("drafters", "dspark,draft-model,ngram"),
-                                               ',', absl::SkipWhitespace())) {
+  for (absl::string_view kind :
+       absl::StrSplit(args_.Get("drafters", "dspark,dspark+ngram,draft-model,ngram"), ',',
+                      absl::SkipWhitespace())) {
     const std::string k(kind);
-    if (k != "dspark" && k != "draft-model" && k != "ngram") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--drafters: unknown drafter '", k, "' (dspark, draft-model, ngram)"));
+    if (k != "dspark" && k != "dspark+ngram" && k != "draft-model" && k != "ngram") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--drafters: unknown drafter '", k, "' (dspark, dspark+ngram, draft-model, ngram)"));
     }
     absl::StatusOr<drafter::Drafter*> d = DrafterFor(k);
     if (d.ok()) {
@@ -226,7 +227,8 @@ absl::Status Bench::PrepareDrafters() {
 
 absl::StatusOr<drafter::Drafter*> Bench::DrafterFor(const std::string& kind) {
   if (kind == "draft-model" && draft_model_ != nullptr) return draft_model_.get();
-  const std::string path = args_.Get(kind == "dspark" ? "drafter-path" : "draft-model-path");
+  const bool dspark = kind == "dspark" || kind == "dspark+ngram";
+  const std::string path = args_.Get(dspark ? "drafter-path" : "draft-model-path");
   DSPARK_ASSIGN_OR_RETURN(int64_t layers, args_.GetInt("draft-layers", 0));
   DSPARK_ASSIGN_OR_RETURN(std::unique_ptr<drafter::Drafter> d,
                           MakeDrafterOfKind(model_arg_, kind, kind == "ngram" ? "" : path,
