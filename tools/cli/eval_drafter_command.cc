@@ -1,4 +1,4 @@
-// dspark eval-drafter [--model M] [--drafters dspark,ngram,draft-model]
+// dspark eval-drafter [--model M] [--drafters dspark,dspark+ngram,ngram,draft-model]
 //   [--drafter-path DIR] [--draft-model-path FILE] [--draft-layers N]
 //   [--sets mt_bench,humaneval,gsm8k,spec_bench] [--num-prompts P]
 //   [--max-tokens N] [--block B] [--temperatures 0,1] [--seed S]
@@ -142,12 +142,13 @@ absl::Status Run(const Args& args) {
       w.prompts.push_back(std::move(ids));
     }
     for (const std::string& kind : drafters) {
-      if (kind != "dspark" && kind != "draft-model" && kind != "ngram") {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--drafters: unknown drafter '", kind, "' (dspark, draft-model, ngram)"));
+      const bool dspark = kind == "dspark" || kind == "dspark+ngram";
+      if (!dspark && kind != "draft-model" && kind != "ngram") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--drafters: unknown drafter '", kind, "' (dspark, dspark+ngram, draft-model, ngram)"));
       }
       const std::string path =
-          kind == "ngram" ? "" : args.Get(kind == "dspark" ? "drafter-path" : "draft-model-path");
+          kind == "ngram" ? "" : args.Get(dspark ? "drafter-path" : "draft-model-path");
       for (double temperature : temperatures) {
         // A fresh drafter per run: no state carries over between runs.
         DSPARK_ASSIGN_OR_RETURN(std::unique_ptr<drafter::Drafter> inner,
