@@ -61,6 +61,17 @@ struct PanelQ5_0 {
   static constexpr int kRecordBytes = 352;
 };
 
+// kFifthBits[v]: byte i holds, at bits 0 and 1, bits i and 4 + i of v: a
+// byte of Q5_0's qh (the fifth bits of 8 consecutive elements) spread over
+// the four bytes of a row's fifth-bit dword as PanelQ5_0 lays them out.
+constexpr std::array<uint32_t, 256> kFifthBits = [] {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t v = 0; v < 256; ++v) {
+    for (int i = 0; i < 4; ++i) t[v] |= (((v >> i) & 1u) | (((v >> (4 + i)) & 1u) << 1)) << (8 * i);
+  }
+  return t;
+}();
+
 template <class P>
 void Pack(const uint8_t* w, int64_t rows, int64_t cols, uint8_t* out) {
   static_assert(P::kRecordBytes == kPanelRows * P::kBlockBytes);
@@ -76,17 +87,16 @@ void Pack(const uint8_t* w, int64_t rows, int64_t cols, uint8_t* out) {
           for (int j = 0; j < 4; ++j) std::memcpy(rec + 64 * j + 4 * r, qs + 4 * j, 4);
         } else {
           for (int k = 0; k < 8; ++k) {
-            for (int i = 0; i < 4; ++i) rec[64 * k + 4 * r + i] = qs[4 * k + i] ^ 0x80;
+            const uint32_t q = LoadUnaligned<uint32_t>(qs + 4 * k) ^ 0x80808080u;
+            std::memcpy(rec + 64 * k + 4 * r, &q, 4);
           }
         }
         if constexpr (P::kQh >= 0) {
-          uint32_t qh;
-          std::memcpy(&qh, src + 2, 4);
-          for (int i = 0; i < 4; ++i) {
-            uint8_t bits = 0;
-            for (int k = 0; k < 8; ++k) bits |= ((qh >> (4 * k + i)) & 1u) << k;
-            rec[P::kQh + 4 * r + i] = bits;
-          }
+          // Byte j of qh holds the fifth bits of elements 8j..8j+7, which
+          // are bits 2j and 2j + 1 of the four image bytes (kFifthBits).
+          uint32_t bits = 0;
+          for (int j = 0; j < 4; ++j) bits |= kFifthBits[src[2 + j]] << (2 * j);
+          std::memcpy(rec + P::kQh + 4 * r, &bits, 4);
         }
         std::memcpy(rec + P::kScales + 2 * r, src, 2);
         if constexpr (P::kHasMin) std::memcpy(rec + P::kMins + 2 * r, src + 2, 2);
