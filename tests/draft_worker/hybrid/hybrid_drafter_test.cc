@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "draft_worker/factory/drafter_factory.h"
 
 namespace dspark::drafter {
 namespace {
@@ -175,6 +176,20 @@ TEST(HybridDrafterTest, BadInputChangesNothing) {
   EXPECT_EQ(m.model->asked(), 0);
   EXPECT_THAT(DraftOne(*m.hybrid, 1, /*last=*/5, 1).tokens, ElementsAre(6));
   EXPECT_THAT(DraftOne(*m.hybrid, 1, /*last=*/7, 1).tokens, ElementsAre(100));
+}
+
+// The factory builds "<model drafter>+ngram" only around a model drafter,
+// and the model drafter's own errors come through.
+TEST(HybridDrafterTest, FactoryRefusesWhatIsNotAModelDrafterPlusNgram) {
+  for (const char* kind : {"ngram+ngram", "none+ngram", "dspark+ngram", "mystery+ngram"}) {
+    SCOPED_TRACE(kind);
+    auto d = MakeDrafter({.kind = kind}, /*target=*/nullptr);  // refused before the target is read
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_THAT(std::string(MakeDrafter({.kind = "ngram+ngram"}, nullptr).status().message()),
+              ::testing::HasSubstr("only a model drafter"));
+  EXPECT_THAT(std::string(MakeDrafter({.kind = "dspark+ngram"}, nullptr).status().message()),
+              ::testing::HasSubstr("checkpoint directory"));
 }
 
 }  // namespace
