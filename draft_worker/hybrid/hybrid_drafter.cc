@@ -1,6 +1,5 @@
 #include "draft_worker/hybrid/hybrid_drafter.h"
 
-#include <algorithm>
 #include <utility>
 
 #include "common/base/logging.h"
@@ -22,9 +21,9 @@ HybridDrafter::HybridDrafter(std::unique_ptr<Drafter> model, std::unique_ptr<Ngr
     : model_(std::move(model)), ngram_(std::move(ngram)), options_(options) {
   DSPARK_CHECK(model_ != nullptr && ngram_ != nullptr);
   DSPARK_CHECK(!model_->drafts_elsewhere()) << model_->name() << " drafts on another worker";
+  DSPARK_CHECK(model_->max_block() == ngram_->max_block())
+      << model_->max_block() << " vs " << ngram_->max_block();
 }
-
-int HybridDrafter::max_block() const { return std::min(model_->max_block(), ngram_->max_block()); }
 
 absl::Status HybridDrafter::Open(SessionId session) {
   DSPARK_RETURN_IF_ERROR(model_->Open(session));
@@ -43,12 +42,8 @@ absl::Status HybridDrafter::Extend(SessionId session, absl::Span<const int32_t> 
 
 absl::Status HybridDrafter::Draft(absl::Span<const DraftRequest> requests,
                                   std::vector<DraftBlock>* blocks) {
-  for (const DraftRequest& r : requests) {
-    if (r.max_tokens > max_block()) {
-      return absl::InvalidArgumentError("max_tokens " + std::to_string(r.max_tokens) +
-                                        " > max_block " + std::to_string(max_block()));
-    }
-  }
+  // The n-gram drafter checks every request (same max_block) before it
+  // changes anything.
   DSPARK_RETURN_IF_ERROR(ngram_->Draft(requests, blocks));
   std::vector<bool> from_ngram(requests.size());
   std::vector<DraftRequest> ask;

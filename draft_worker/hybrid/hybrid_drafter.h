@@ -39,12 +39,13 @@ struct HybridDrafterOptions {
 
 class HybridDrafter final : public Drafter {
  public:
-  // `model` drafts locally (not drafts_elsewhere()); both non-null.
+  // `model` drafts locally (not drafts_elsewhere()); both non-null, with the
+  // same max_block().
   HybridDrafter(std::unique_ptr<Drafter> model, std::unique_ptr<NgramDrafter> ngram,
                 const HybridDrafterOptions& options = {});
 
   std::string name() const override { return model_->name() + "+ngram"; }
-  int max_block() const override;
+  int max_block() const override { return model_->max_block(); }
   std::vector<int> context_layers() const override { return model_->context_layers(); }
 
   absl::Status Open(SessionId session) override;
